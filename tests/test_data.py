@@ -1,0 +1,176 @@
+"""Input pipelines: real MNIST, TFDS (mocked), image folders, synthetic data, sharding, bad input."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfresnet import data
+
+
+def _write_npz(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.fixture(scope="module")
+def mnist_train():
+    from conftest import MNIST_NPZ
+
+    return data.load_source("npz", "train", str(MNIST_NPZ)), data.load_source("mnist", "train", str(MNIST_NPZ.parent))
+
+
+def test_real_mnist_npz(mnist_npz):
+    train = data.load_source("mnist", "train", str(mnist_npz.parent))
+    test = data.load_source("mnist", "test", str(mnist_npz.parent))
+    assert (train.num_examples, test.num_examples) == (60_000, 10_000)
+    assert train.images.shape == (60_000, 28, 28, 1) and train.images.dtype == np.uint8
+    assert set(np.unique(train.labels)) == set(range(10)) and set(np.unique(test.labels)) == set(range(10))
+
+    batches = list(data.make_dataset(test, 1000, training=False))
+    assert len(batches) == 10
+    images = np.concatenate([b[0] for b in batches])
+    labels = np.concatenate([b[1] for b in batches])
+    assert images.shape == (10_000, 28, 28, 1) and images.dtype == np.float32 and labels.dtype == np.int32
+    # (x / 255 - 0.1307) / 0.3081 spans [-0.4242, 2.8215]; the test set is in its original order.
+    assert images.min() == pytest.approx(-0.1307 / 0.3081, abs=1e-4)
+    assert images.max() == pytest.approx((1 - 0.1307) / 0.3081, abs=1e-4)
+    assert abs(images.mean()) < 0.05 and abs(images.std() - 1) < 0.05
+    np.testing.assert_array_equal(labels, test.labels)
+
+
+def test_env_var_points_at_local_mnist(mnist_npz, monkeypatch):
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(mnist_npz.parent))
+    src = data.load_source("mnist", "test[:500]")
+    assert src.num_examples == 500 and src.images is not None
+
+
+def test_training_order_is_seeded_reshuffled_and_resumable(mnist_npz):
+    src = data.load_source("mnist", "train[:1000]", str(mnist_npz.parent))
+    labels = lambda ds, n: np.concatenate([y for _, y in ds.take(n)])  # noqa: E731
+    run = labels(data.make_dataset(src, 100, training=True, seed=3), 25)
+    np.testing.assert_array_equal(run, labels(data.make_dataset(src, 100, training=True, seed=3), 25))
+    assert not np.array_equal(run[:1000], labels(data.make_dataset(src, 100, training=True, seed=4), 10))
+    # Each epoch is a permutation of the examples, and a different one each epoch.
+    epoch1, epoch2 = run[:1000], run[1000:2000]
+    assert sorted(epoch1) == sorted(src.labels) and not np.array_equal(epoch1, epoch2)
+    # Starting at step 13 gives exactly the batches an uninterrupted run sees from step 13.
+    np.testing.assert_array_equal(labels(data.make_dataset(src, 100, training=True, seed=3, start_step=13), 12),
+                                  run[1300:2500])
+
+
+def test_cifar_style_augmentation_is_deterministic_and_changes_pixels():
+    recipe = data.RECIPES["cifar10"]
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    src = data.Source("toy", "train", recipe, 64, images=images, labels=np.arange(64, dtype=np.int32) % 10)
+    a = next(iter(data.make_dataset(src, 64, training=True, seed=1)))
+    b = next(iter(data.make_dataset(src, 64, training=True, seed=1)))
+    np.testing.assert_array_equal(a[0], b[0])
+    assert a[0].shape == (64, 32, 32, 3)
+    plain = data.normalize(images[a[1].numpy() * 0 + np.arange(64)], recipe).numpy()  # unaugmented
+    # Crops shift pixels and pad with zeros, so batches differ from the plain images.
+    assert not np.allclose(np.sort(a[0].numpy().ravel()), np.sort(plain.ravel()))
+
+
+def test_tfds_path_with_mock_data():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=24):
+        src = data.load_source("mnist", "train", data_dir=None)
+        assert src.num_examples == 24 and src.images.shape == (24, 28, 28, 1)
+        x, y = next(iter(data.make_dataset(src, 8, training=True)))
+        assert x.shape == (8, 28, 28, 1) and y.dtype == tf.int32
+        stream = data.load_source("imagenette", "train", image_size=64)
+        assert stream.stream is not None and stream.num_classes == 10
+        x, y = next(iter(data.make_dataset(stream, 4, training=True)))
+        assert x.shape == (4, 64, 64, 3) and np.all((y.numpy() >= 0) & (y.numpy() < 10))
+        x, _ = next(iter(data.make_dataset(data.load_source("imagenette", "validation", image_size=64), 4,
+                                           training=False)))
+        assert x.shape == (4, 64, 64, 3)
+
+
+def _write_image_folder(root, classes=("cat", "dog", "owl", "yak"), per_class=5, size=40):
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = np.full((size, size + 8, 3), 40 * c, np.uint8) + rng.integers(0, 20, (size, size + 8, 3), np.uint8)
+            encode = tf.io.encode_png if i % 2 else (lambda p: tf.io.encode_jpeg(p, quality=95))
+            tf.io.write_file(str(root / name / f"{i}.{'png' if i % 2 else 'jpg'}"), encode(pixels))
+    return root
+
+
+def test_image_folder(tmp_path):
+    root = _write_image_folder(tmp_path / "imgs")
+    train = data.load_source("folder", "train", str(root), image_size=32)
+    test = data.load_source("folder", "test", str(root), image_size=32)
+    assert (train.num_examples, test.num_examples, train.num_classes) == (16, 4, 4)
+    x, y = next(iter(data.make_dataset(test, 4, training=False)))
+    assert x.shape == (4, 32, 32, 3) and sorted(y.numpy()) == [0, 1, 2, 3]
+    # Class c was painted 40 * c (+ noise): the decoded pixels must say so.
+    for img, label in zip(x.numpy(), y.numpy()):
+        pixel = (img * np.array(data.IMAGENET_STD) + np.array(data.IMAGENET_MEAN)) * 255
+        assert abs(pixel.mean() - (40 * label + 9.5)) < 4
+    x, _ = next(iter(data.make_dataset(train, 8, training=True)))
+    assert x.shape == (8, 32, 32, 3)
+
+
+def test_synthetic_shapes():
+    ds = data.synthetic((20, 24, 5), num_classes=7, batch_size=6)
+    x1, y1 = next(iter(ds))
+    x2, _ = next(iter(ds.skip(3)))
+    assert x1.shape == (6, 20, 24, 5) and y1.shape == (6,) and y1.dtype == tf.int32
+    assert np.all((y1.numpy() >= 0) & (y1.numpy() < 7))
+    np.testing.assert_array_equal(x1, x2)
+
+
+def test_per_replica_sharding_under_two_device_mirrored_strategy(mnist_npz):
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert strategy.num_replicas_in_sync == 2
+    src = data.load_source("mnist", "train[:512]", str(mnist_npz.parent))
+    dist = strategy.distribute_datasets_from_function(
+        lambda ctx: data.make_dataset(src, 64, training=True, seed=5, input_context=ctx))
+    x, y = next(iter(dist))
+    per_replica = strategy.experimental_local_results(y)
+    assert [t.shape[0] for t in per_replica] == [32, 32]
+    # Together the replicas hold exactly the single-device global batch.
+    single = next(iter(data.make_dataset(src, 64, training=True, seed=5)))[1].numpy()
+    np.testing.assert_array_equal(np.concatenate([t.numpy() for t in per_replica]), single)
+    # Two input pipelines (multi-worker) split the examples without overlap.
+    shards = [data.make_dataset(src, 64, training=True, seed=5,
+                                input_context=tf.distribute.InputContext(2, i, 2)) for i in (0, 1)]
+    firsts = [next(iter(s))[0].numpy().reshape(32, -1) for s in shards]
+    assert not any((firsts[0] == row).all(1).any() for row in firsts[1])
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda d: data.load_source("mnits", "train", str(d)), ValueError, r"unknown dataset 'mnits'.*did you mean mnist"),
+        (lambda d: data.load_source("npz", "train", str(d / "nope.npz")), FileNotFoundError, r"nope\.npz"),
+        (lambda d: data.load_source("npz", "train", str(_write_npz(d / "k.npz", images=np.zeros((2, 4, 4), np.uint8)))),
+         KeyError, r"k\.npz lacks \['x_train', 'y_train'\]"),
+        (lambda d: data.load_npz(_write_npz(d / "l.npz", x_train=np.zeros((3, 4, 4), np.uint8),
+                                            y_train=np.array([0, 1, 12])), "train", num_classes=10),
+         ValueError, r"l\.npz y_train: labels must be in \[0, 10\).*12"),
+        (lambda d: data.load_source("folder", "train", str(d / "missing")), FileNotFoundError, "missing"),
+        (lambda d: data.load_source("folder", "train", str(d)), ValueError, "no class sub-folders"),
+        (lambda d: (d / "a").mkdir() or data.load_source("folder", "train", str(d)), ValueError, r"a is empty"),
+        (lambda d: (d / "b").mkdir() or (d / "b" / "x.txt").write_text("hi") and data.load_source(
+            "folder", "train", str(d)), ValueError, r"x\.txt is not an image"),
+        (lambda d: data.load_source("npz", "train"), ValueError, "needs data_dir"),
+    ],
+    ids=["unknown", "missing-npz", "npz-keys", "labels", "missing-folder", "empty-folder", "empty-class",
+         "non-image", "npz-no-path"],
+)
+def test_bad_input_is_a_clear_error(call, error, message, tmp_path):
+    with pytest.raises(error, match=message):
+        call(tmp_path)
+
+
+def test_streamed_labels_out_of_range_fail_the_pipeline():
+    recipe = data.Recipe(3, (8, 8, 3), (0.5,) * 3, (0.5,) * 3, in_memory=False)
+    stream = tf.data.Dataset.from_tensor_slices((np.zeros((4, 8, 8, 3), np.uint8), np.array([0, 1, 5, 2])))
+    src = data.Source("toy", "train", recipe, 4, stream=stream)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"toy: label outside \[0, 3\)"):
+        list(data.make_dataset(src, 4, training=True).take(1))

@@ -1,0 +1,488 @@
+"""Input pipelines: pure functions that return ``tf.data.Dataset``s of ``(image, label)`` batches.
+
+Two steps, so the trainer, the notebook and the benchmarks share everything:
+
+1. ``load_source(name, split, data_dir)`` finds the examples: a tensorflow-datasets dataset, a
+   Keras-layout ``.npz``, a folder of images (one sub-folder per class), or synthetic data.
+2. ``make_dataset(source, batch_size, training=...)`` shuffles, augments, normalises, shards and
+   batches them.
+
+Datasets that fit in memory (MNIST, CIFAR, ``.npz``) are held as arrays. Their training order is a
+pure function of ``(seed, epoch)`` and their augmentation a pure function of ``(seed, epoch,
+example)``, so a run resumed at global step ``s`` (``start_step=s``) sees exactly the batches an
+uninterrupted run would: the data position never has to be stored beside the checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import pathlib
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+AUTOTUNE = tf.data.AUTOTUNE
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+# The environment variable naming a folder with local copies (mnist.npz, ...); see the README.
+DATA_DIR_ENV = "TFRESNET_DATA_DIR"
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How a dataset is read and preprocessed.
+
+    Attributes:
+        num_classes: Label count.
+        image_shape: Shape of a preprocessed image (what the model sees).
+        mean, std: Per-channel normalisation, on images scaled to [0, 1].
+        augment: Training augmentation: ``none``, ``flip``, ``cifar`` (pad-4 random crop + flip) or
+            ``inception`` (random-resized crop + flip).
+        eval_resize: Evaluation resizing: ``none``, ``resize`` (to ``image_shape``) or
+            ``center_crop`` (shorter side to 1/0.875 of the size, then a central crop).
+        tfds_name: The tensorflow-datasets name, if any.
+        splits: Names of the (train, test) splits.
+        in_memory: Small enough to hold as arrays.
+    """
+
+    num_classes: int
+    image_shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: str = "none"
+    eval_resize: str = "none"
+    tfds_name: str | None = None
+    splits: tuple[str, str] = ("train", "test")
+    in_memory: bool = True
+
+
+RECIPES: dict[str, Recipe] = {
+    # No augmentation for MNIST: the tutorial recipe reaches 99.3%+ without it.
+    "mnist": Recipe(10, (28, 28, 1), (0.1307,), (0.3081,), tfds_name="mnist"),
+    "fashion_mnist": Recipe(10, (28, 28, 1), (0.2860,), (0.3530,), tfds_name="fashion_mnist"),
+    "cifar10": Recipe(10, (32, 32, 3), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), "cifar",
+                      tfds_name="cifar10"),
+    "cifar100": Recipe(100, (32, 32, 3), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), "cifar",
+                       tfds_name="cifar100"),
+    "imagenette": Recipe(10, (224, 224, 3), IMAGENET_MEAN, IMAGENET_STD, "inception", "center_crop",
+                         "imagenette/full-size-v2", ("train", "validation"), in_memory=False),
+    # Manual download, as TFDS requires: put the ILSVRC2012 tars in <data_dir>/downloads/manual.
+    "imagenet2012": Recipe(1000, (224, 224, 3), IMAGENET_MEAN, IMAGENET_STD, "inception", "center_crop",
+                           "imagenet2012", ("train", "validation"), in_memory=False),
+}
+SOURCES = sorted(RECIPES) + ["folder", "npz", "synthetic"]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Source:
+    """Examples of one split, before preprocessing.
+
+    Exactly one of ``images``/``labels`` (uint8 arrays in memory) or ``stream`` (a dataset of
+    ``(uint8 image, int label)``) is set.
+    """
+
+    name: str
+    split: str
+    recipe: Recipe
+    num_examples: int
+    images: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    stream: tf.data.Dataset | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return self.recipe.num_classes
+
+    def steps_per_epoch(self, global_batch_size: int) -> int:
+        """Full global batches in one epoch (the remainder is dropped)."""
+        return self.num_examples // global_batch_size
+
+
+# --------------------------------------------------------------------------------------------------
+# Sources
+# --------------------------------------------------------------------------------------------------
+
+
+def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
+    """Raises ``ValueError`` naming ``where`` if a label is outside ``[0, num_classes)``."""
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        bad = labels[(labels < 0) | (labels >= num_classes)]
+        raise ValueError(
+            f"{where}: labels must be in [0, {num_classes}), found {bad.size} outside (e.g. {bad.flat[0]})"
+        )
+
+
+def load_npz(path: str | os.PathLike, split: str, num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Reads one split of a Keras-layout ``.npz`` (``x_train``, ``y_train``, ``x_test``, ``y_test``).
+
+    Args:
+        path: The ``.npz`` file.
+        split: ``train`` or ``test``; ``train[:N]``/``test[:N]`` take the first N examples.
+        num_classes: If given, labels are checked against it.
+
+    Returns:
+        ``(images, labels)``: uint8 ``(N, H, W, C)`` (a channel axis is added to ``(N, H, W)``) and
+        int32 ``(N,)``.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"npz file not found: {path}")
+    base, count = _parse_split(split)
+    if base not in ("train", "test"):
+        raise ValueError(f"{path}: unknown split {split!r}; a Keras-layout .npz has 'train' and 'test'")
+    with np.load(path) as npz:
+        missing = {f"x_{base}", f"y_{base}"} - set(npz.files)
+        if missing:
+            raise KeyError(
+                f"{path} lacks {sorted(missing)}; expected the Keras layout x_train, y_train, x_test, y_test "
+                f"(found {sorted(npz.files)})"
+            )
+        images, labels = npz[f"x_{base}"][:count], npz[f"y_{base}"][:count]
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or len(images) != len(labels):
+        raise ValueError(f"{path}: x_{base} {images.shape} and y_{base} {labels.shape} do not pair up as images/labels")
+    if images.dtype != np.uint8:
+        raise ValueError(f"{path}: x_{base} must hold uint8 pixels, got {images.dtype}")
+    labels = labels.reshape(-1).astype(np.int32)
+    if num_classes is not None:
+        check_labels(labels, num_classes, f"{path} y_{base}")
+    return images, labels
+
+
+def _parse_split(split: str) -> tuple[str, int | None]:
+    """``"train[:2000]"`` -> ``("train", 2000)``; the TFDS slice syntax, first-N form only."""
+    if "[" not in split:
+        return split, None
+    base, rest = split.split("[", 1)
+    try:
+        return base, int(rest.rstrip("]").lstrip(":"))
+    except ValueError:
+        raise ValueError(f"unsupported split {split!r}; use 'train', 'test' or 'train[:N]'") from None
+
+
+def _local_npz(name: str, data_dir: str | None) -> pathlib.Path | None:
+    for folder in (data_dir, os.environ.get(DATA_DIR_ENV)):
+        if folder and not str(folder).startswith("gs://") and (pathlib.Path(folder) / f"{name}.npz").is_file():
+            return pathlib.Path(folder) / f"{name}.npz"
+    return None
+
+
+def _load_tfds(name: str, recipe: Recipe, split: str, data_dir: str | None) -> Source:
+    import tensorflow_datasets as tfds  # noqa: PLC0415 - only users of TFDS pay for importing it
+
+    train = split.startswith(recipe.splits[0])
+    try:
+        stream = tfds.load(recipe.tfds_name, split=split, data_dir=data_dir, as_supervised=True,
+                           shuffle_files=train and not recipe.in_memory,
+                           read_config=tfds.ReadConfig(shuffle_seed=0, try_autocache=False))
+        splits = tfds.builder(recipe.tfds_name, data_dir=data_dir).info.splits
+    except Exception as err:  # download, manual-download and parsing errors all land here
+        local = f" or put {name}.npz in data_dir / ${DATA_DIR_ENV}" if recipe.in_memory else ""
+        raise RuntimeError(
+            f"tensorflow-datasets could not load {recipe.tfds_name!r} split {split!r} from "
+            f"{data_dir or 'its default data_dir'} ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+            f"prepare it with tfds.builder({recipe.tfds_name!r}).download_and_prepare(){local}"
+        ) from None
+    if recipe.in_memory:
+        chunks = list(tfds.as_numpy(stream.batch(8192)))
+        images = np.concatenate([c[0] for c in chunks])
+        labels = np.concatenate([c[1] for c in chunks]).astype(np.int32)
+        check_labels(labels, recipe.num_classes, f"{name} {split}")
+        return Source(name, split, recipe, len(labels), images=images, labels=labels)
+    try:
+        num_examples = splits[split].num_examples
+    except KeyError:  # no split metadata (e.g. under tfds.testing.mock_data): count once
+        num_examples = int(stream.reduce(0, lambda count, _: count + 1))
+    return Source(name, split, recipe, num_examples, stream=stream)
+
+
+def load_folder(path: str | os.PathLike, split: str, image_size: int = 256,
+                validation_fraction: float = 0.1) -> Source:
+    """Images in ``path/<class>/*.{jpg,jpeg,png}``; classes are the sorted sub-folder names.
+
+    If ``path/train`` and ``path/test`` exist they are the splits; otherwise a fixed,
+    seed-independent ``validation_fraction`` of each class is the ``test`` split.
+
+    Args:
+        path: The folder.
+        split: ``train`` or ``test``.
+        image_size: Images are resized to ``image_size`` x ``image_size``.
+        validation_fraction: Held-out share when the folder has no split sub-folders.
+
+    Returns:
+        A streamed ``Source`` with 3-channel images.
+    """
+    root = pathlib.Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split {split!r} for an image folder; expected 'train' or 'test'")
+    split_dirs = (root / "train").is_dir() and (root / "test").is_dir()
+    base = root / split if split_dirs else root
+    classes = sorted(d.name for d in base.iterdir() if d.is_dir())
+    if not classes:
+        raise ValueError(f"{base} has no class sub-folders; expected {base}/<class>/<image>.jpg")
+    files, labels = [], []
+    for label, cls in enumerate(classes):
+        found = sorted(p for p in (base / cls).iterdir() if p.is_file())
+        if not found:
+            raise ValueError(f"class folder {base / cls} is empty")
+        for p in found:
+            if p.suffix.lower() not in IMAGE_EXTENSIONS:
+                raise ValueError(f"{p} is not an image (expected {', '.join(IMAGE_EXTENSIONS)})")
+        if not split_dirs:
+            n_test = max(1, int(round(len(found) * validation_fraction)))
+            found = found[-n_test:] if split == "test" else found[:-n_test]
+        files += [str(p) for p in found]
+        labels += [label] * len(found)
+
+    def decode(file, label):
+        image = tf.io.decode_image(tf.io.read_file(file), channels=3, expand_animations=False)
+        image = tf.image.resize(image, (image_size, image_size), antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
+
+    stream = tf.data.Dataset.from_tensor_slices((files, np.array(labels, np.int32))).map(
+        decode, num_parallel_calls=AUTOTUNE, deterministic=True)
+    recipe = Recipe(len(classes), (image_size, image_size, 3), IMAGENET_MEAN, IMAGENET_STD, "flip", "none",
+                    in_memory=False)
+    return Source(f"folder:{root}", split, recipe, len(files), stream=stream)
+
+
+def load_source(
+    name: str,
+    split: str = "train",
+    data_dir: str | None = None,
+    image_size: int | None = None,
+) -> Source:
+    """Finds the examples of ``split`` of dataset ``name``.
+
+    Args:
+        name: A key of ``RECIPES`` (tensorflow-datasets names), ``npz`` (``data_dir`` is the file)
+            or ``folder`` (``data_dir`` is the folder). ``mnist`` and the other TFDS names use a
+            ``<name>.npz`` in ``data_dir`` or in ``$TFRESNET_DATA_DIR`` when there is one, with no
+            network access.
+        split: Split name, TFDS slicing allowed (``train[:2000]``).
+        data_dir: TFDS data directory (a local path or ``gs://`` bucket), the ``.npz`` file, or
+            the image folder.
+        image_size: Side of the preprocessed images, for ImageNet-style and folder sources.
+
+    Returns:
+        A ``Source``.
+    """
+    if name == "synthetic":
+        raise ValueError("synthetic data has no source; use tfresnet.data.synthetic()")
+    if name == "folder":
+        if not data_dir:
+            raise ValueError("dataset 'folder' needs data_dir: a folder with one sub-folder per class")
+        return load_folder(data_dir, split, image_size or 256)
+    if name == "npz":
+        if not data_dir:
+            raise ValueError("dataset 'npz' needs data_dir: the path of a Keras-layout .npz file")
+        images, labels = load_npz(data_dir, split)
+        train_images, train_labels = load_npz(data_dir, "train")
+        # Normalise with the training set's statistics, whichever split this is.
+        mean = train_images.mean((0, 1, 2), dtype=np.float64) / 255.0
+        std = train_images.std((0, 1, 2), dtype=np.float64) / 255.0 + 1e-6
+        recipe = Recipe(int(train_labels.max()) + 1, images.shape[1:], tuple(mean), tuple(std))
+        check_labels(labels, recipe.num_classes, f"{data_dir} y_{split}")
+        return Source(f"npz:{data_dir}", split, recipe, len(labels), images=images, labels=labels)
+    if name not in RECIPES:
+        close = difflib.get_close_matches(name, SOURCES, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown dataset {name!r}{hint} (known: {', '.join(SOURCES)})")
+    recipe = RECIPES[name]
+    if image_size and not recipe.in_memory:
+        recipe = dataclasses.replace(recipe, image_shape=(image_size, image_size, 3))
+    local = _local_npz(name, data_dir)
+    if local is not None:
+        images, labels = load_npz(local, split.replace(recipe.splits[1], "test"), recipe.num_classes)
+        return Source(name, split, recipe, len(labels), images=images, labels=labels)
+    return _load_tfds(name, recipe, split, data_dir)
+
+
+# --------------------------------------------------------------------------------------------------
+# Preprocessing
+# --------------------------------------------------------------------------------------------------
+
+
+def _augment(image: tf.Tensor, recipe: Recipe, seed: tf.Tensor) -> tf.Tensor:
+    """Training augmentation of one uint8 image; every random choice comes from ``seed``."""
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    h, w, c = recipe.image_shape
+    if recipe.augment == "cifar":
+        image = tf.pad(image, [[4, 4], [4, 4], [0, 0]])
+        image = tf.image.stateless_random_crop(image, (h, w, c), seed=crop_seed)
+    elif recipe.augment == "inception":
+        begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+            tf.shape(image), tf.zeros([1, 0, 4]), seed=crop_seed, min_object_covered=0.1,
+            aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.08, 1.0), max_attempts=10,
+            use_image_if_no_bounding_boxes=True)
+        image = tf.image.resize(tf.slice(image, begin, size), (h, w), antialias=True)
+    if recipe.augment != "none":
+        image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+    return image
+
+
+def _resize_for_eval(image: tf.Tensor, recipe: Recipe) -> tf.Tensor:
+    h, w, _ = recipe.image_shape
+    if recipe.eval_resize == "center_crop":
+        # Resize the shorter side to size / 0.875, then crop the centre (the standard ImageNet eval).
+        shape = tf.cast(tf.shape(image)[:2], tf.float32)
+        scale = (h / 0.875) / tf.reduce_min(shape)
+        image = tf.image.resize(image, tf.cast(tf.round(shape * scale), tf.int32), antialias=True)
+        return tf.image.resize_with_crop_or_pad(image, h, w)
+    if recipe.eval_resize == "resize":
+        return tf.image.resize(image, (h, w), antialias=True)
+    return image
+
+
+def normalize(images: tf.Tensor, recipe: Recipe) -> tf.Tensor:
+    """uint8 (or [0, 255] float) images -> float32 ``(x / 255 - mean) / std``."""
+    images = tf.cast(images, tf.float32) / 255.0
+    return (images - tf.constant(recipe.mean, tf.float32)) / tf.constant(recipe.std, tf.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# Pipelines
+# --------------------------------------------------------------------------------------------------
+
+
+def _checked_label(label: tf.Tensor, num_classes: int, where: str) -> tf.Tensor:
+    """``label``, failing the pipeline with a message naming ``where`` if it is out of range."""
+    check = tf.debugging.assert_less(label, tf.cast(num_classes, label.dtype),
+                                     f"{where}: label outside [0, {num_classes})")
+    with tf.control_dependencies([check, tf.debugging.assert_non_negative(label, f"{where}: negative label")]):
+        return tf.identity(label)
+
+
+def _pipeline_share(global_batch_size: int, input_context: tf.distribute.InputContext | None):
+    """(per-replica batch, number of input pipelines, this pipeline's id)."""
+    if input_context is None:
+        return global_batch_size, 1, 0
+    return (input_context.get_per_replica_batch_size(global_batch_size), input_context.num_input_pipelines,
+            input_context.input_pipeline_id)
+
+
+def make_dataset(
+    source: Source,
+    batch_size: int,
+    training: bool,
+    seed: int = 0,
+    start_step: int = 0,
+    input_context: tf.distribute.InputContext | None = None,
+    deterministic: bool = True,
+    shuffle_buffer: int = 10_000,
+) -> tf.data.Dataset:
+    """Batches of ``(float32 images, int32 labels)`` from ``source``.
+
+    Training datasets repeat forever with a fresh order every epoch and drop incomplete batches
+    (static shapes for XLA and TPUs); evaluation datasets make one ordered pass, keeping the last
+    partial batch. Under a ``tf.distribute`` strategy pass the ``input_context`` of
+    ``distribute_datasets_from_function``: each input pipeline reads its own shard and batches per
+    replica.
+
+    Args:
+        source: From ``load_source``.
+        batch_size: GLOBAL batch size (all replicas together).
+        training: Shuffle, augment, repeat.
+        seed: Seeds the order and the augmentation.
+        start_step: Global training step to start at (resuming): the first batch is the one an
+            uninterrupted run would see at that step.
+        input_context: ``tf.distribute.InputContext`` or None.
+        deterministic: Keep element order fixed under parallel maps (needed for exact resume).
+        shuffle_buffer: Shuffle buffer of streamed sources (in-memory ones shuffle fully).
+
+    Returns:
+        A ``tf.data.Dataset``.
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    per_replica, num_pipelines, pipeline_id = _pipeline_share(batch_size, input_context)
+    recipe = source.recipe
+    steps = source.steps_per_epoch(batch_size)
+    if training and steps == 0:
+        raise ValueError(f"{source.name} {source.split} has {source.num_examples} examples, fewer than one "
+                         f"batch of {batch_size}")
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF  # we shard
+
+    def prepare(image, label, key):
+        if training:
+            image = _augment(image, recipe, tf.stack([tf.cast(seed, tf.int64), key]))
+        else:
+            image = _resize_for_eval(image, recipe)
+        return tf.ensure_shape(normalize(image, recipe), recipe.image_shape), tf.cast(label, tf.int32)
+
+    if source.images is not None:
+        images, labels = tf.constant(source.images), tf.constant(source.labels)
+        n = len(source.labels)
+        take = lambda i, key: (tf.gather(images, i), tf.gather(labels, i), key)  # noqa: E731
+        if training:
+            per_epoch = steps * batch_size
+            start_epoch, step_in_epoch = divmod(start_step, steps)
+
+            def epoch_indices(epoch):
+                order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=[seed, epoch])
+                order = order[:per_epoch][pipeline_id::num_pipelines]
+                # The per-example key seeds augmentation: distinct for every (epoch, example).
+                return tf.data.Dataset.from_tensor_slices((order, epoch * n + order))
+
+            ds = tf.data.Dataset.counter(start_epoch).flat_map(epoch_indices)
+            ds = ds.skip(step_in_epoch * batch_size // num_pipelines)
+        else:
+            order = tf.range(n, dtype=tf.int64)[pipeline_id::num_pipelines]
+            ds = tf.data.Dataset.from_tensor_slices((order, order))
+        if not training or recipe.augment == "none":
+            # Nothing per-example to do: gather and normalise whole batches (~10x less overhead).
+            ds = ds.batch(per_replica, drop_remainder=training)
+            ds = ds.map(lambda i, key: (normalize(tf.gather(images, i), recipe), tf.gather(labels, i)),
+                        num_parallel_calls=AUTOTUNE)
+            return ds.with_options(options).prefetch(AUTOTUNE)
+        ds = ds.map(take, num_parallel_calls=AUTOTUNE)
+    else:
+        ds = source.stream
+        if num_pipelines > 1:
+            ds = ds.shard(num_pipelines, pipeline_id)
+        if training:
+            # Streams are too big to permute in memory: a seeded buffer shuffle, then skip to the step.
+            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+            ds = ds.enumerate().map(lambda key, ex: (*ex, key)).skip(start_step * batch_size // num_pipelines)
+            ds = ds.map(lambda image, label, key: (image, _checked_label(label, recipe.num_classes, source.name), key))
+        else:
+            ds = ds.map(lambda image, label: (image, label, tf.constant(0, tf.int64)))
+    ds = ds.map(prepare, num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(per_replica, drop_remainder=training, num_parallel_calls=AUTOTUNE)
+    return ds.with_options(options).prefetch(AUTOTUNE)
+
+
+def synthetic(
+    image_shape: Sequence[int],
+    num_classes: int,
+    batch_size: int,
+    seed: int = 0,
+    input_context: tf.distribute.InputContext | None = None,
+) -> tf.data.Dataset:
+    """One random batch repeated forever, for speed tuning and smoke runs.
+
+    The batch is generated once; the trainer keeps the first distributed batch on the device and
+    reuses it (``Trainer`` with ``dataset="synthetic"``), so no step pays a host-to-device copy.
+
+    Args:
+        image_shape: ``(height, width, channels)``.
+        num_classes: Labels are drawn from ``[0, num_classes)``.
+        batch_size: GLOBAL batch size.
+        seed: Seeds the batch.
+        input_context: ``tf.distribute.InputContext`` or None.
+
+    Returns:
+        An infinite ``tf.data.Dataset`` of ``(float32 images, int32 labels)``.
+    """
+    per_replica, _, pipeline_id = _pipeline_share(batch_size, input_context)
+    images = tf.random.stateless_normal((per_replica, *image_shape), seed=[seed, pipeline_id])
+    labels = tf.random.stateless_uniform((per_replica,), [seed, pipeline_id + 1], 0, num_classes, tf.int32)
+    return tf.data.Dataset.from_tensors((images, labels)).repeat()

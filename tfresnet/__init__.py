@@ -1,27 +1,37 @@
-"""tfresnet: the ResNet family as TensorFlow 2 subclassed models, with a readable training loop."""
+"""tfresnet: the ResNet family as TensorFlow 2 subclassed models, with a readable training loop.
 
-from tfresnet.layers import (
-    BasicBlock,
-    Bottleneck,
-    PreActBasicBlock,
-    PreActBottleneck,
-    ResidualUnit,
-    ResnetLayer,
-)
-from tfresnet.models import MnistResNet, PreActResNet22, ResNet, create_model, list_models
+Names are imported lazily, so ``import tfresnet`` (and ``tfresnet-train --help``) is instant and
+TensorFlow loads on first use.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BasicBlock",
-    "Bottleneck",
-    "MnistResNet",
-    "PreActBasicBlock",
-    "PreActBottleneck",
-    "PreActResNet22",
-    "ResNet",
-    "ResidualUnit",
-    "ResnetLayer",
-    "create_model",
-    "list_models",
-]
+_EXPORTS = {
+    "ResidualUnit": "tfresnet.layers",
+    "ResnetLayer": "tfresnet.layers",
+    "BasicBlock": "tfresnet.layers",
+    "Bottleneck": "tfresnet.layers",
+    "PreActBasicBlock": "tfresnet.layers",
+    "PreActBottleneck": "tfresnet.layers",
+    "ResNet": "tfresnet.models",
+    "MnistResNet": "tfresnet.models",
+    "PreActResNet22": "tfresnet.models",
+    "create_model": "tfresnet.models",
+    "list_models": "tfresnet.models",
+    "TrainConfig": "tfresnet.config",
+    "train": "tfresnet.training",
+    "evaluate": "tfresnet.training",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'tfresnet' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -41,9 +41,10 @@ def cifar_depths(depth: int) -> tuple[int, int, int]:
 class ImageClassifier(keras.Model):
     """Base of the image models: input checks and the float32 classifier head."""
 
-    def __init__(self, num_classes: int, **kwargs):
+    def __init__(self, num_classes: int, sync_batchnorm: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = num_classes
+        self.sync_batchnorm = sync_batchnorm
         self._in_channels: int | None = None
 
     def build(self, input_shape):
@@ -51,6 +52,12 @@ class ImageClassifier(keras.Model):
         # load_model() calls this too, so a reloaded model is complete before weights are set.
         self._in_channels = input_shape[-1]
         self.compute_output_spec(keras.KerasTensor(tuple(input_shape)))
+        # Only now do all BatchNorm layers exist (blocks make their shortcut's in build()).
+        # Synchronised BN computes batch statistics over all replicas of a tf.distribute strategy,
+        # so a step equals the single-device step on the same global batch.
+        for layer in self._flatten_layers():
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.synchronized = self.sync_batchnorm
 
     def check_inputs(self, x) -> None:
         """Rejects inputs of the wrong rank, dtype, or channel count, naming shapes."""
@@ -74,13 +81,14 @@ class ImageClassifier(keras.Model):
             )
 
     def make_head(self) -> keras.layers.Layer | None:
-        # float32 logits whatever the policy: a float16 softmax/cross-entropy overflows.
+        # float32 logits under mixed precision: a float16 softmax/cross-entropy overflows.
         if not self.num_classes:
             return None
-        return keras.layers.Dense(self.num_classes, dtype="float32", name="predictions")
+        low = keras.config.dtype_policy().compute_dtype in ("float16", "bfloat16")
+        return keras.layers.Dense(self.num_classes, dtype="float32" if low else None, name="predictions")
 
     def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes}
+        return {**super().get_config(), "num_classes": self.num_classes, "sync_batchnorm": self.sync_batchnorm}
 
 
 @L.serializable
@@ -98,7 +106,8 @@ class ResNet(ImageClassifier):
         block_options: Extra block arguments (``groups``, ``width_per_group``,
             ``stride_in_1x1``, ``conv_bias``), the same for every block.
         zero_init_residual: Start every residual branch at zero (see ``layers.Block``).
-        **kwargs: ``keras.Model`` arguments (``name``, ``dtype``).
+        **kwargs: ``ImageClassifier`` options (``sync_batchnorm``: BatchNorm statistics over all
+            replicas) and ``keras.Model`` arguments (``name``, ``dtype``).
     """
 
     def __init__(

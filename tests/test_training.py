@@ -1,0 +1,209 @@
+"""The training loop: real learning, distribution, resume, schedules, errors."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+from conftest import MNIST_NPZ, REPO
+from tfresnet import data, models, steps, training
+from tfresnet.config import TrainConfig
+
+
+def mnist_config(tmp_path, **changes) -> TrainConfig:
+    base = dict(model="mnist_resnet", dataset="mnist", data_dir=str(MNIST_NPZ.parent), train_split="train[:2000]",
+                eval_split="test[:1000]", batch_size=32, epochs=3, steps_per_loop=16, model_dir=str(tmp_path / "run"))
+    return TrainConfig(**{**base, **changes})
+
+
+def read_jsonl(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_mnist_2000_images_reach_90_percent(tmp_path, capsys):
+    cfg = mnist_config(tmp_path)
+    results = training.train(cfg)
+    assert results["test_accuracy"] >= 0.90
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("Epoch")]
+    assert len(lines) == 3 and lines[0].startswith("Epoch 1, Loss: ") and "Test Accuracy: " in lines[0]
+    log = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in log] == [62, 124, 186]
+    assert log[-1]["loss"] < log[0]["loss"] / 3
+    # Artifacts: checkpoints, TensorBoard event files, exported models that reproduce the logits.
+    run = tmp_path / "run"
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-186")
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(run / "logs" / "train"))
+    x = next(iter(data.make_dataset(data.load_source("mnist", "test[:8]", cfg.data_dir), 8, training=False)))[0]
+    reloaded = keras.models.load_model(run / "model.keras")
+    served = tf.saved_model.load(str(run / "saved_model"))
+    np.testing.assert_allclose(served.serve(x), reloaded(x, training=False), atol=1e-5)
+    np.testing.assert_allclose(np.argmax(reloaded(x, training=False), -1).mean() >= 0, True)
+
+
+def _one_step(strategy, initial, batch):
+    with training.precision_policy("float64"), strategy.scope():
+        model = models.create_model("mnist_resnet", sync_batchnorm=True)
+        model.set_weights(initial)
+        optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+        optimizer.build(model.trainable_variables)
+        metrics = steps.make_metrics("train")
+    loop = steps.make_train_step(model, optimizer, steps.make_loss(), metrics, len(batch[1]), strategy)
+    images, labels = tf.cast(batch[0], tf.float64), batch[1]
+    dist = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors((images, labels)).repeat())
+    losses = loop(iter(dist), tf.constant(1))
+    return losses.numpy(), [w.numpy() for w in model.weights], float(metrics["accuracy"].result())
+
+
+def test_mirrored_step_equals_single_device_step():
+    """One step on two replicas (half the batch each) == one step on one device, same global batch.
+
+    In float64: at initialisation this network's backward pass amplifies float32 rounding ~100x
+    (single-device runs with and without synchronised BatchNorm already differ by ~3e-4), which
+    would hide the semantics under test: loss / global batch, summed gradients, synchronised BN.
+    """
+    src = data.load_source("mnist", "train[:64]", str(MNIST_NPZ.parent))
+    batch = next(iter(data.make_dataset(src, 32, training=True)))
+    with training.precision_policy("float64"):
+        initial = models.create_model("mnist_resnet").get_weights()
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert mirrored.num_replicas_in_sync == 2
+    loss_1, weights_1, acc_1 = _one_step(tf.distribute.OneDeviceStrategy("/cpu:0"), initial, batch)
+    loss_2, weights_2, acc_2 = _one_step(mirrored, initial, batch)
+    np.testing.assert_allclose(loss_2, loss_1, atol=1e-5)
+    assert acc_1 == acc_2
+    for a, b in zip(weights_1, weights_2):  # kernels, biases, BN parameters and moving statistics
+        np.testing.assert_allclose(b, a, atol=1e-5)
+    assert not np.allclose(weights_1[0], initial[0])  # the step did move the weights
+
+
+def test_resume_continues_from_the_saved_step(tmp_path, capsys):
+    cfg = mnist_config(tmp_path, train_split="train[:640]", epochs=2, steps_per_loop=5, checkpoint_every=5,
+                       mode="train")
+    training.train(cfg.replace(train_steps=10))
+    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-10")
+    resumed = training.train(cfg.replace(train_steps=20))
+    assert "Restored" in capsys.readouterr().out
+    ckpts = tf.train.get_checkpoint_state(str(tmp_path / "run" / "checkpoints")).all_model_checkpoint_paths
+    assert [os.path.basename(p) for p in ckpts] == ["ckpt-10", "ckpt-15", "ckpt-20"]
+    reader = tf.train.load_checkpoint(str(tmp_path / "run" / "checkpoints"))
+    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 20
+    # Same weights as an uninterrupted 20-step run: the data order is re-derived from the step.
+    straight = training.Run(cfg.replace(train_steps=20, model_dir=str(tmp_path / "straight")))
+    straight.train()
+    resumed_run = training.Run(cfg.replace(train_steps=20))
+    resumed_run.restore()
+    for a, b in zip(straight.model.weights, resumed_run.model.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5, err_msg=a.path)
+    assert resumed["loss"] > 0
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    cfg = mnist_config(tmp_path, train_split="train[:640]", steps_per_loop=5, checkpoint_every=5, mode="train")
+    training.train(cfg.replace(train_steps=5))
+    run = training.Run(cfg.replace(train_steps=40))
+    restore = run.restore
+
+    def restore_then_diverge():  # a NaN weight, as after a blown-up update
+        step = restore()
+        # The classifier: oneDNN's ReLU and max-pool can swallow NaNs from earlier layers.
+        run.model.head.kernel.assign(tf.fill(run.model.head.kernel.shape, np.nan))
+        return step
+
+    run.restore = restore_then_diverge
+    with pytest.raises(training.TrainingError, match=r"loss became nan at step 6; the last good checkpoint .*ckpt-5"):
+        run.train()
+    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-5")
+    ckpts = tf.train.get_checkpoint_state(str(tmp_path / "run" / "checkpoints")).all_model_checkpoint_paths
+    assert [os.path.basename(p) for p in ckpts] == ["ckpt-5"]
+
+
+def test_tutorial_signatures_train_the_tutorial_model():
+    src = data.load_source("mnist", "train[:1024]", str(MNIST_NPZ.parent))
+    model = models.MnistResNet()
+    loss_object = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    optimizer = keras.optimizers.Adam()
+    train_loss, train_accuracy = keras.metrics.Mean(), keras.metrics.SparseCategoricalAccuracy()
+    test_loss, test_accuracy = keras.metrics.Mean(), keras.metrics.SparseCategoricalAccuracy()
+    first = None
+    for images, labels in data.make_dataset(src, 32, training=True).take(96):  # 3 epochs
+        steps.train_step(model, images, labels, loss_object, optimizer, train_loss, train_accuracy)
+        first = first if first is not None else float(train_loss.result())
+    assert float(train_loss.result()) < first
+    for images, labels in data.make_dataset(data.load_source("mnist", "test[:256]", str(MNIST_NPZ.parent)), 64,
+                                            training=False):
+        steps.test_step(model, images, labels, loss_object, test_loss, test_accuracy)
+    assert float(test_accuracy.result()) > 0.85
+
+
+def test_schedules_and_optimizer_options():
+    cfg = TrainConfig(learning_rate=0.1, lr_scale_batch=256, batch_size=512)
+    assert cfg.base_learning_rate == pytest.approx(0.2)
+    cosine = training.make_schedule(cfg.replace(lr_schedule="cosine", warmup_steps=10), 110)
+    assert float(cosine(0)) == pytest.approx(0.0) and float(cosine(10)) == pytest.approx(0.2)
+    assert float(cosine(60)) == pytest.approx(0.1, rel=1e-3) and float(cosine(110)) == pytest.approx(0.0, abs=1e-6)
+    piece = training.make_schedule(cfg.replace(lr_schedule="piecewise", lr_boundaries=(5, 8)), 10)
+    assert [round(float(piece(s)), 6) for s in (0, 6, 9)] == [0.2, 0.02, 0.002]
+    cycle = training.make_schedule(cfg.replace(lr_schedule="onecycle", warmup_steps=30), 100)
+    values = [float(cycle(s)) for s in range(101)]
+    assert int(np.argmax(values)) == 30 and values[30] == pytest.approx(0.2) and values[100] < 1e-4
+    model = models.create_model("resnet20_cifar")
+    opt = training.make_optimizer(cfg.replace(optimizer="sgd", weight_decay=1e-4), 100)
+    opt.build(model.trainable_variables)
+    decayed = {v.path for v in model.trainable_variables if opt._use_weight_decay(v)}
+    assert decayed and all(p.endswith("kernel") for p in decayed)
+    assert isinstance(training.make_optimizer(cfg.replace(precision="mixed_float16"), 10),
+                      keras.optimizers.LossScaleOptimizer)
+
+
+def test_label_smoothing_loss():
+    logits = tf.constant([[2.0, 0.0, -1.0]])
+    plain = steps.make_loss()(tf.constant([0]), logits)
+    smooth = steps.make_loss(0.3)(tf.constant([0]), logits)
+    log_p = tf.nn.log_softmax(logits)[0].numpy()
+    np.testing.assert_allclose(plain, [-log_p[0]], rtol=1e-6)
+    np.testing.assert_allclose(smooth, [-(0.8 * log_p[0] + 0.1 * log_p[1] + 0.1 * log_p[2])], rtol=1e-5)
+
+
+def test_mixed_precision_keeps_logits_and_loss_float32(tmp_path):
+    run = training.Run(mnist_config(tmp_path, precision="mixed_bfloat16", train_steps=2, mode="train"))
+    assert keras.config.dtype_policy().name == "float32"  # restored after the model was built
+    assert run.model.get_layer("fc").compute_dtype == "bfloat16"
+    logits = run.model(tf.zeros((2, 28, 28, 1)), training=False)
+    assert logits.dtype == tf.float32 and steps.make_loss()(tf.constant([0, 1]), logits).dtype == tf.float32
+    run.train()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_multi_worker_training(tmp_path):
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    args = [sys.executable, "-m", "tfresnet.train", "--strategy=multi_worker", "--dataset=mnist",
+            f"--data_dir={MNIST_NPZ.parent}", "--train_split=train[:512]", "--train_steps=6", "--batch_size=32",
+            "--steps_per_loop=3", "--mode=train", f"--model_dir={tmp_path / 'mw'}", "--optimizer=sgd",
+            "--learning_rate=0.01", "--model_options=sync_batchnorm=true"]
+    procs = []
+    for i in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
+               "PYTHONPATH": str(REPO)}
+        procs.append(subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    chief = tf.train.load_checkpoint(str(tmp_path / "mw" / "checkpoints"))
+    worker = tf.train.load_checkpoint(str(tmp_path / "mw" / ".worker1"))
+    names = [n for n in chief.get_variable_to_shape_map() if n.startswith("model/") and "OPTIMIZER" not in n]
+    assert len(names) > 20 and chief.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 6
+    for name in names:
+        np.testing.assert_array_equal(chief.get_tensor(name), worker.get_tensor(name), err_msg=name)
+    assert (tmp_path / "mw" / "model.keras").exists()

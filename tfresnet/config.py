@@ -1,0 +1,115 @@
+"""Training configuration: one frozen dataclass, validated when it is made."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+LR_SCHEDULES = ("constant", "piecewise", "cosine", "onecycle")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
+TASKS = ("classify",)
+MODES = ("train", "eval", "train_and_eval")
+
+
+def _choice(field: str, value: str, options: tuple[str, ...]) -> None:
+    if value not in options:
+        close = difflib.get_close_matches(str(value), options, n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"{field}: unknown value {value!r}{hint}; expected one of {', '.join(options)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs. Defaults are the MNIST tutorial recipe.
+
+    Models, datasets and the training loop take plain values from it; absl flags exist only in
+    ``tfresnet.train``, which builds one of these.
+    """
+
+    # What to train on what.
+    model: str = "mnist_resnet"
+    dataset: str = "mnist"
+    data_dir: str | None = None  # TFDS dir (local or gs://), .npz file, or image folder
+    train_split: str = "train"
+    eval_split: str = "test"
+    image_size: int | None = None  # ImageNet-style and folder datasets only
+    model_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. zero_init_residual
+    model_dir: str = "runs/mnist"  # checkpoints, logs, exported model
+
+    # How long.
+    epochs: int = 10
+    train_steps: int | None = None  # overrides epochs when set
+    batch_size: int = 32  # GLOBAL batch: split evenly over replicas
+    eval_batch_size: int = 1000
+    steps_per_loop: int = 100  # steps per tf.function call: fewer host round trips (TPUs need it)
+
+    # Optimisation.
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    lr_scale_batch: int | None = None  # if set, lr *= batch_size / lr_scale_batch (Goyal et al.)
+    lr_schedule: str = "constant"
+    lr_boundaries: tuple[int, ...] = ()  # piecewise: steps where the rate is multiplied by lr_decay
+    lr_decay: float = 0.1
+    warmup_steps: int = 0  # linear warm-up for cosine / one-cycle
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0  # decoupled; never applied to BatchNorm parameters or biases
+    label_smoothing: float = 0.0
+    clip_norm: float | None = None  # global gradient-norm clipping
+
+    # Numerics and hardware.
+    precision: str = "float32"
+    jit_compile: bool | None = None  # None: XLA on GPU/TPU, not on CPU
+    strategy: str = "default"
+    tpu: str | None = None  # TPU name or grpc:// address; "" or "local" on Colab/TPU VMs
+    seed: int = 0
+    deterministic: bool = False  # tf.config.experimental.enable_op_determinism (bitwise repeatable)
+
+    # Bookkeeping.
+    task: str = "classify"
+    mode: str = "train_and_eval"
+    keep_checkpoints: int = 3
+    checkpoint_every: int | None = None  # steps; default once per epoch
+    verbose: bool = False
+
+    def __post_init__(self):
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _choice("precision", self.precision, PRECISIONS)
+        _choice("strategy", self.strategy, STRATEGIES)
+        _choice("task", self.task, TASKS)
+        _choice("mode", self.mode, MODES)
+        for field in ("epochs", "batch_size", "eval_batch_size", "steps_per_loop", "keep_checkpoints"):
+            if getattr(self, field) <= 0:
+                raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
+        for field in ("train_steps", "checkpoint_every", "image_size", "lr_scale_batch"):
+            value = getattr(self, field)
+            if value is not None and value <= 0:
+                raise ValueError(f"{field} must be positive, got {value}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        for field in ("weight_decay", "warmup_steps", "label_smoothing"):
+            if getattr(self, field) < 0:
+                raise ValueError(f"{field} must be >= 0, got {getattr(self, field)}")
+        if self.label_smoothing >= 1:
+            raise ValueError(f"label_smoothing must be < 1, got {self.label_smoothing}")
+        if self.clip_norm is not None and self.clip_norm <= 0:
+            raise ValueError(f"clip_norm must be positive, got {self.clip_norm}")
+        if self.lr_schedule == "piecewise" and list(self.lr_boundaries) != sorted(set(self.lr_boundaries)):
+            raise ValueError(f"lr_boundaries must be increasing, got {self.lr_boundaries}")
+        if self.lr_schedule == "piecewise" and not self.lr_boundaries:
+            raise ValueError("lr_schedule=piecewise needs lr_boundaries (steps)")
+
+    @property
+    def base_learning_rate(self) -> float:
+        """The learning rate after batch scaling."""
+        if self.lr_scale_batch:
+            return self.learning_rate * self.batch_size / self.lr_scale_batch
+        return self.learning_rate
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes)

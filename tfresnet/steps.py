@@ -1,0 +1,191 @@
+"""Train and test steps, built once by factories.
+
+A step is a pure function of the model, optimizer, metric objects and a batch: no printing, no
+I/O, ``training=`` always explicit. The outer loop (``tfresnet.training``) owns everything else.
+
+Loss under a ``tf.distribute`` strategy: each replica divides its summed per-example loss by the
+GLOBAL batch size (``tf.nn.compute_average_loss``); the optimizer sums gradients over replicas, so
+the update equals the single-device one for the same global batch.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import keras
+import tensorflow as tf
+
+LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+
+
+def make_loss(label_smoothing: float = 0.0) -> LossFn:
+    """Per-example cross-entropy on logits (``from_logits=True``: log-softmax is computed stably).
+
+    Args:
+        label_smoothing: Mass spread uniformly over all classes (0 disables).
+
+    Returns:
+        ``loss(labels, logits) -> (batch,)`` float32 losses; integer labels.
+    """
+    if not label_smoothing:
+        sparse = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+        return lambda labels, logits: sparse(labels, _at_least_float32(logits))
+    dense = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing, reduction=None)
+
+    def smoothed(labels, logits):
+        logits = _at_least_float32(logits)
+        return dense(tf.one_hot(labels, tf.shape(logits)[-1], dtype=logits.dtype), logits)
+
+    return smoothed
+
+
+def _at_least_float32(logits: tf.Tensor) -> tf.Tensor:
+    # A float16/bfloat16 softmax cross-entropy loses the small probabilities; float64 stays.
+    return tf.cast(logits, tf.float32) if logits.dtype in (tf.float16, tf.bfloat16) else logits
+
+
+def make_metrics(prefix: str, top5: bool = False) -> dict[str, keras.metrics.Metric]:
+    """Keras metric objects for one phase (create them under the strategy's scope)."""
+    metrics = {
+        "loss": keras.metrics.Mean(name=f"{prefix}_loss"),
+        "accuracy": keras.metrics.SparseCategoricalAccuracy(name=f"{prefix}_accuracy"),
+    }
+    if top5:
+        metrics["top5"] = keras.metrics.SparseTopKCategoricalAccuracy(k=5, name=f"{prefix}_top5")
+    return metrics
+
+
+def make_train_step(
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    loss_fn: LossFn,
+    metrics: Mapping[str, keras.metrics.Metric],
+    global_batch_size: int,
+    strategy: tf.distribute.Strategy | None = None,
+    jit_compile: bool = False,
+) -> Callable[[object, tf.Tensor], tf.Tensor]:
+    """Builds ``train_loop(iterator, num_steps) -> per-step losses``.
+
+    One call runs ``num_steps`` steps inside a single ``tf.function`` (``steps_per_loop``): fewer
+    host round trips, which TPUs need. Each step takes ``next(iterator)``, runs forward/backward
+    under ``tf.GradientTape`` (XLA-compiled per replica when ``jit_compile``), applies the gradients
+    and updates the metric objects.
+
+    Args:
+        model: The model; called with ``training=True``.
+        optimizer: A Keras optimizer (``LossScaleOptimizer`` for float16).
+        loss_fn: ``loss(labels, logits) -> per-example losses``.
+        metrics: ``{"loss": Mean, "accuracy": SparseCategoricalAccuracy, ...}``.
+        global_batch_size: Examples per step over all replicas: the loss divisor.
+        strategy: The ``tf.distribute`` strategy whose scope made the variables.
+        jit_compile: XLA-compile the forward/backward pass. The gradient all-reduce and update
+            stay outside the XLA cluster, which is what makes XLA work with MirroredStrategy.
+
+    Returns:
+        A ``tf.function`` returning the global mean loss of each step, shape ``(num_steps,)``.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    variables = model.trainable_variables
+
+    def forward_backward(images, labels):
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            per_example = loss_fn(labels, logits)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
+            scaled = optimizer.scale_loss(loss)  # loss scaling for float16; identity otherwise
+        return loss, per_example, logits, tape.gradient(scaled, variables)
+
+    if jit_compile:
+        # Its own XLA cluster per replica; inlined otherwise, since a nested tf.function may not
+        # hold a cross-replica sync point (synchronised BatchNorm) under MirroredStrategy.
+        forward_backward = tf.function(forward_backward, jit_compile=True)
+
+    def replica_step(images, labels):
+        loss, per_example, logits, grads = forward_backward(images, labels)
+        optimizer.apply_gradients(zip(grads, variables))
+        metrics["loss"].update_state(per_example)
+        metrics["accuracy"].update_state(labels, logits)
+        return loss
+
+    @tf.function
+    def train_loop(iterator, num_steps):
+        losses = tf.TensorArray(tf.float32, size=num_steps)
+        for i in tf.range(num_steps):
+            images, labels = next(iterator)
+            per_replica = strategy.run(replica_step, args=(images, labels))
+            losses = losses.write(i, strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None))
+        return losses.stack()
+
+    return train_loop
+
+
+def make_test_step(
+    model: keras.Model,
+    loss_fn: LossFn,
+    metrics: Mapping[str, keras.metrics.Metric],
+    strategy: tf.distribute.Strategy | None = None,
+    jit_compile: bool = False,
+) -> Callable[[tuple[tf.Tensor, tf.Tensor]], None]:
+    """Builds ``test_step((images, labels))``: inference-mode forward pass, metric updates.
+
+    Args:
+        model: The model; called with ``training=False``.
+        loss_fn: ``loss(labels, logits) -> per-example losses``.
+        metrics: ``loss``, ``accuracy`` and optionally ``top5`` metric objects.
+        strategy: The ``tf.distribute`` strategy whose scope made the variables.
+        jit_compile: XLA-compile the forward pass.
+
+    Returns:
+        A ``tf.function`` over one (distributed) batch.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+
+    @tf.function(jit_compile=jit_compile)
+    def forward(images):
+        return model(images, training=False)
+
+    def replica_step(images, labels):
+        logits = forward(images)
+        metrics["loss"].update_state(loss_fn(labels, logits))
+        for name, metric in metrics.items():
+            if name != "loss":
+                metric.update_state(labels, logits)
+
+    @tf.function(reduce_retracing=True)  # the last, partial batch has another shape
+    def test_step(batch):
+        strategy.run(replica_step, args=batch)
+
+    return test_step
+
+
+# --------------------------------------------------------------------------------------------------
+# The TF2 tutorial's signatures, for people coming from it (single device).
+# --------------------------------------------------------------------------------------------------
+
+
+@tf.function
+def train_step(model, images, labels, loss_object, optimizer, train_loss, train_accuracy):
+    """One training step with the tutorial's signature.
+
+    Args:
+        model: A Keras model returning logits.
+        images, labels: One batch.
+        loss_object: E.g. ``keras.losses.SparseCategoricalCrossentropy(from_logits=True)``.
+        optimizer: A Keras optimizer.
+        train_loss, train_accuracy: ``keras.metrics.Mean`` and ``SparseCategoricalAccuracy``.
+    """
+    with tf.GradientTape() as tape:
+        predictions = model(images, training=True)
+        loss = loss_object(labels, predictions)
+    gradients = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+    train_loss(loss)
+    train_accuracy(labels, predictions)
+
+
+@tf.function
+def test_step(model, images, labels, loss_object, test_loss, test_accuracy):
+    """One evaluation step with the tutorial's signature (see ``train_step``)."""
+    predictions = model(images, training=False)
+    test_loss(loss_object(labels, predictions))
+    test_accuracy(labels, predictions)

@@ -21,8 +21,6 @@ _EXPORTS = {
     "create_model": "tfresnet.models",
     "list_models": "tfresnet.models",
     "TrainConfig": "tfresnet.config",
-    "train": "tfresnet.training",
-    "evaluate": "tfresnet.training",
 }
 __all__ = sorted(_EXPORTS)
 

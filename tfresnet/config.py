@@ -71,6 +71,7 @@ class TrainConfig:
     # Bookkeeping.
     task: str = "classify"
     mode: str = "train_and_eval"
+    export: bool = True  # write model.keras and a serving SavedModel at the end
     keep_checkpoints: int = 3
     checkpoint_every: int | None = None  # steps; default once per epoch
     verbose: bool = False

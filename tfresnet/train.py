@@ -54,6 +54,7 @@ _HELP = {
     "deterministic": "Bitwise-repeatable ops (tf.config.experimental.enable_op_determinism).",
     "task": f"One of {', '.join(config_lib.TASKS)}.",
     "mode": f"One of {', '.join(config_lib.MODES)}.",
+    "export": "Write model.keras and a serving SavedModel to model_dir at the end.",
     "keep_checkpoints": "Checkpoints to keep.",
     "checkpoint_every": "Save every N steps (default: every epoch).",
     "verbose": "Show tracebacks for errors.",

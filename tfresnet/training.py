@@ -364,7 +364,7 @@ class Run:
                 results = self._end_epoch(epoch + 1)
                 progress = None
         writer.flush()
-        if start < self.total_steps and self.is_chief:
+        if start < self.total_steps and self.is_chief and cfg.export:
             self.export()
         return results
 

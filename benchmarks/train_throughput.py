@@ -1,0 +1,138 @@
+"""Training throughput of tfresnet's loop against Keras ``model.fit``, in one process.
+
+Every variant trains the same registered model, on the same data, with the same optimizer; warm-up
+steps (tracing, XLA compilation) are excluded. Figures are images/s and ratios against
+``model.fit`` without XLA measured in the same run, so they hold on a noisy machine. The achieved
+FLOP/s is given as a fraction of a large matmul measured in the same run.
+
+    python benchmarks/train_throughput.py --model mnist_resnet --batch_size 128 \\
+        --variants fit,loop,loop_xla,loop_bf16,loop_xla_bf16
+
+Variants: ``fit``/``fit_xla`` (Keras ``compile``/``fit``), ``loop``/``loop_xla`` (tfresnet's
+``make_train_step``), with ``_bf16``/``_fp16`` suffixes for mixed precision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tfresnet import data, models, steps, training  # noqa: E402
+
+PRECISION = {"": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+
+
+def forward_flops(model: keras.Model, input_shape) -> float:
+    """FLOPs of one forward pass of one image, counted by TensorFlow's graph profiler."""
+    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+        tf.TensorSpec((1, *input_shape), tf.float32))
+    opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    opts["output"] = "none"
+    return float(tf.compat.v1.profiler.profile(fn.graph, options=opts).total_float_ops)
+
+
+def matmul_flops_per_sec(n: int = 4096, repeats: int = 10) -> float:
+    """float32 FLOP/s of an n x n matmul: what this device can do at best, measured now."""
+    a = tf.random.normal((n, n))
+    mm = tf.function(lambda a: tf.linalg.matmul(a, a))
+    mm(a).numpy()
+    tic = time.perf_counter()
+    for _ in range(repeats):
+        out = mm(a)
+    out.numpy()
+    return 2 * n**3 * repeats / (time.perf_counter() - tic)
+
+
+def dataset(kind: str, model_name: str, batch_size: int, data_dir: str | None):
+    spec = models.model_spec(model_name)
+    if kind == "synthetic":
+        return data.synthetic(spec.input_shape, spec.num_classes, batch_size), spec.input_shape
+    source = data.load_source(kind, "train", data_dir)
+    return data.make_dataset(source, batch_size, training=True), source.recipe.image_shape
+
+
+def data_rate(ds: tf.data.Dataset, batch_size: int, batches: int) -> float:
+    it = iter(ds)
+    for _ in range(5):
+        next(it)
+    tic = time.perf_counter()
+    for _ in range(batches):
+        x, _ = next(it)
+    _ = x.numpy()
+    return batches * batch_size / (time.perf_counter() - tic)
+
+
+def run_variant(name: str, args, ds, input_shape) -> float:
+    kind, _, rest = name.partition("_")
+    xla = rest.startswith("xla")
+    precision = PRECISION[rest.removeprefix("xla").strip("_")]
+    keras.utils.set_random_seed(0)
+    with training.precision_policy(precision):
+        model = models.create_model(args.model, input_shape=input_shape)
+        optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+        if precision == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    if kind == "fit":
+        model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      jit_compile=xla, steps_per_execution=args.steps)
+        model.fit(ds, epochs=1, steps_per_epoch=args.steps, verbose=0)  # trace + compile
+        tic = time.perf_counter()
+        model.fit(ds, epochs=1, steps_per_epoch=args.steps, verbose=0)
+        return args.steps * args.batch_size / (time.perf_counter() - tic)
+    optimizer.build(model.trainable_variables)
+    loop = steps.make_train_step(model, optimizer, steps.make_loss(), steps.make_metrics("train"),
+                                 args.batch_size, jit_compile=xla)
+    it = iter(ds)
+    n = tf.constant(args.steps)
+    loop(it, n).numpy()  # trace + compile
+    tic = time.perf_counter()
+    loop(it, n).numpy()
+    return args.steps * args.batch_size / (time.perf_counter() - tic)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="mnist_resnet")
+    parser.add_argument("--data", default="synthetic", help="synthetic or a dataset name (mnist, ...)")
+    parser.add_argument("--data_dir", default=None)
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=50, help="timed steps per variant (after as many warm-up)")
+    parser.add_argument("--variants", default="fit,loop,loop_xla")
+    parser.add_argument("--repeats", type=int, default=1, help="measure every variant this many times, keep the best")
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    args = parser.parse_args()
+
+    ds, input_shape = dataset(args.data, args.model, args.batch_size, args.data_dir)
+    devices = [d.name for d in tf.config.list_logical_devices() if d.device_type != "CPU"] or ["CPU"]
+    print(f"{platform.node()} | {os.cpu_count()} CPUs | {', '.join(devices)} | TF {tf.__version__} | "
+          f"{args.model} batch {args.batch_size} on {args.data}, {args.steps} timed steps")
+    flops = 3 * forward_flops(models.create_model(args.model, input_shape=input_shape), input_shape)
+    peak = matmul_flops_per_sec()
+    rates = {v: max(run_variant(v, args, ds, input_shape) for _ in range(args.repeats))
+             for v in args.variants.split(",")}
+    feed = data_rate(ds, args.batch_size, max(50, args.steps))
+    base = rates.get("fit") or next(iter(rates.values()))
+    print(f"{'variant':<16}{'images/s':>12}{'vs fit':>9}{'GFLOP/s':>10}{'of matmul':>11}")
+    for name, rate in rates.items():
+        print(f"{name:<16}{rate:>12.1f}{rate / base:>9.2f}{rate * flops / 1e9:>10.1f}{rate * flops / peak:>11.1%}")
+    print(f"{'input pipeline':<16}{feed:>12.1f}{feed / max(rates.values()):>9.1f}x the fastest variant")
+    print(f"matmul {peak / 1e9:.1f} GFLOP/s; train step {flops / 1e9:.3f} GFLOP/image (3x forward)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "images_per_sec": rates, "data_images_per_sec": feed,
+                       "matmul_flops": peak, "train_flops_per_image": flops}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -195,7 +195,7 @@ def test_save_load_and_export_round_trip(name, shape, tmp_path, rng):
 
     model.export(str(tmp_path / "serving"), verbose=False)
     served = tf.saved_model.load(str(tmp_path / "serving"))
-    np.testing.assert_allclose(served.serve(tf.constant(x)), y, atol=1e-5)
+    np.testing.assert_allclose(served.serve(tf.constant(x)), y, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -28,9 +28,38 @@ BN_MOMENTUM = 0.9
 serializable = keras.saving.register_keras_serializable(package="tfresnet")
 
 
-def batch_norm(name: str, zero_gamma: bool = False) -> keras.layers.BatchNormalization:
+@serializable
+class BatchNorm(keras.layers.BatchNormalization):
+    """``keras.layers.BatchNormalization`` computed with TensorFlow's fused kernel where it can.
+
+    Keras 3 normalises with separate moment and arithmetic ops; the fused kernel (oneDNN on CPU,
+    cuDNN on GPU, one HLO op under XLA) does it in one pass and made ``mnist_resnet`` training 35%
+    faster on CPU (BENCHMARKS.md). Same weights, config and semantics as the Keras layer, except
+    that the moving variance is updated with the unbiased batch variance (as in PyTorch and in
+    tf.keras 2's fused path). Synchronised BN, float64 and non-image inputs use the Keras path.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        fusable = inputs.dtype in (tf.float16, tf.bfloat16, tf.float32) and len(inputs.shape) == 4
+        if self.synchronized or mask is not None or not fusable or self.axis not in (-1, 3):
+            return super().call(inputs, training=training, mask=mask)
+        scale = tf.cast(self.gamma, tf.float32) if self.scale else tf.ones(inputs.shape[-1])
+        offset = tf.cast(self.beta, tf.float32) if self.center else tf.zeros(inputs.shape[-1])
+        if training and self.trainable:
+            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                inputs, scale, offset, epsilon=self.epsilon, is_training=True)
+            for stat, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
+                stat.assign(stat * self.momentum + tf.cast(value, stat.dtype) * (1.0 - self.momentum))
+            return y
+        y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+            inputs, scale, offset, mean=self.moving_mean, variance=self.moving_variance, epsilon=self.epsilon,
+            is_training=False)
+        return y
+
+
+def batch_norm(name: str, zero_gamma: bool = False) -> BatchNorm:
     """BatchNorm with the package's epsilon/momentum; ``zero_gamma`` starts a residual branch at 0."""
-    return keras.layers.BatchNormalization(
+    return BatchNorm(
         momentum=BN_MOMENTUM,
         epsilon=BN_EPSILON,
         gamma_initializer="zeros" if zero_gamma else "ones",
@@ -121,11 +150,12 @@ class ResidualUnit(keras.layers.Layer):
         self.strides = strides
         self.mid_filters = mid_filters
         n = self.name
-        self.bn1 = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{n}_bn1")
+        # Keras' default epsilon (1e-3), as in the tutorial this unit comes from.
+        self.bn1 = BatchNorm(momentum=BN_MOMENTUM, name=f"{n}_bn1")
         self.conv1 = keras.layers.Conv2D(
             mid_filters or filter_out, kernel_size, strides=strides, padding="same", name=f"{n}_conv1"
         )
-        self.bn2 = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{n}_bn2")
+        self.bn2 = BatchNorm(momentum=BN_MOMENTUM, name=f"{n}_bn2")
         self.conv2 = keras.layers.Conv2D(filter_out, kernel_size, padding="same", name=f"{n}_conv2")
         self.shortcut = None
         if filter_in != filter_out or strides != 1:

@@ -162,6 +162,9 @@ def main(argv: Sequence[str], mode: str | None = None) -> int:
         print(f"{prog}: error: {message}", file=sys.stderr)
         return 2
     except Exception as err:  # TrainingError, TensorFlow errors: still one line unless --verbose
+        if hasattr(err, "exit_code"):  # training.Preempted: checkpoint saved, rerun to resume
+            print(f"{prog}: {err}", file=sys.stderr)
+            return err.exit_code
         if verbose:
             raise
         text = str(err).strip().splitlines()

@@ -12,7 +12,10 @@ import itertools
 import json
 import math
 import os
+import signal
 import sys
+import tempfile
+import threading
 import time
 from typing import Any, Callable, Iterator
 
@@ -28,6 +31,16 @@ Log = Callable[[str], None]
 
 class TrainingError(RuntimeError):
     """Training cannot go on (non-finite loss, incompatible model directory, ...)."""
+
+
+class Preempted(Exception):
+    """SIGTERM arrived: the run saved a checkpoint at ``step`` and stopped; rerun to resume."""
+
+    exit_code = 75  # EX_TEMPFAIL: "temporary failure, try again", what schedulers retry on
+
+    def __init__(self, step: int, checkpoint: str | None):
+        super().__init__(f"preempted (SIGTERM) at step {step}; saved {checkpoint}; run the same command to resume")
+        self.step = step
 
 
 # --------------------------------------------------------------------------------------------------
@@ -170,8 +183,12 @@ def current_lr(optimizer: keras.optimizers.Optimizer) -> float:
 # --------------------------------------------------------------------------------------------------
 
 
-def make_checkpoint(model: keras.Model, optimizer: keras.optimizers.Optimizer, step: tf.Variable) -> tf.train.Checkpoint:
-    """A checkpoint of every model and optimizer variable, keyed by its path, and the step.
+def make_checkpoint(model: keras.Model, optimizer: keras.optimizers.Optimizer, step: tf.Variable,
+                    metrics: dict[str, keras.metrics.Metric] | None = None) -> tf.train.Checkpoint:
+    """A checkpoint of every model, optimizer and metric variable, keyed by its path, and the step.
+
+    The metrics' running sums are in it so that an epoch interrupted and resumed reports what an
+    uninterrupted one would.
 
     Keyed by path (``mnist_resnet/stage1/stage1_unit1/stage1_unit1_bn1/moving_mean``) rather than
     through the model object: Keras 3 hides layers kept in Python lists (blocks, units) from
@@ -183,7 +200,8 @@ def make_checkpoint(model: keras.Model, optimizer: keras.optimizers.Optimizer, s
     opt_vars = {v.path.split("/", 1)[-1]: v for v in optimizer.variables}
     if len(model_vars) != len(model.weights) or len(opt_vars) != len(optimizer.variables):
         raise ValueError(f"{model.name}: variable paths are not unique, checkpoints would be ambiguous")
-    return tf.train.Checkpoint(model=model_vars, optimizer=opt_vars, step=step)
+    metric_vars = {f"{name}/{v.name}": v for name, m in (metrics or {}).items() for v in m.variables}
+    return tf.train.Checkpoint(model=model_vars, optimizer=opt_vars, metrics=metric_vars, step=step)
 
 
 class Run:
@@ -213,7 +231,7 @@ class Run:
             self.eval_metrics = steps.make_metrics("test", top5=self.num_classes > 5)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-        self.checkpoint = make_checkpoint(self.model, self.optimizer, self.step)
+        self.checkpoint = make_checkpoint(self.model, self.optimizer, self.step, self.train_metrics)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self._checkpoint_dir(), max_to_keep=cfg.keep_checkpoints,
             checkpoint_name="ckpt")
@@ -273,18 +291,23 @@ class Run:
                                     "use another --model_dir")
         if self.cfg.mode == "eval" or "://" in self.cfg.model_dir:
             return
-        existing = self.cfg.model_dir
+        existing = os.path.abspath(self.cfg.model_dir)
         while not os.path.exists(existing):
-            existing = os.path.dirname(os.path.abspath(existing))
-        if not os.access(existing, os.W_OK):
-            raise TrainingError(f"model_dir {self.cfg.model_dir} is not writable")
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            raise TrainingError(f"model_dir {self.cfg.model_dir} is not writable ({existing} is a file)")
+        try:  # a real probe: os.access says yes to root even on read-only file systems
+            with tempfile.TemporaryFile(dir=existing):
+                pass
+        except OSError as err:
+            raise TrainingError(f"model_dir {self.cfg.model_dir} is not writable ({err.strerror}: {existing})") from None
 
     def restore(self) -> int:
         """Restores the newest readable checkpoint; falls back past corrupt ones. Returns the step."""
         for path in reversed(self.manager.checkpoints):
             try:
                 self.checkpoint.restore(path).assert_existing_objects_matched()
-            except (tf.errors.OpError, AssertionError, ValueError) as err:
+            except Exception as err:  # OpError, IndexError, AssertionError...: all mean "unreadable"
                 self.log(f"WARNING: checkpoint {path} is unreadable ({type(err).__name__}: "
                          f"{str(err).splitlines()[0][:160]}); falling back to the previous one")
                 continue
@@ -327,6 +350,37 @@ class Run:
             tf.io.gfile.makedirs(cfg.model_dir)
             with tf.io.gfile.GFile(os.path.join(cfg.model_dir, "run.json"), "w") as f:
                 json.dump(self._run_record(), f)
+            self._trim_metrics_log(start)
+        with self._sigterm_flag() as preempted:
+            return self._train_from(start, preempted)
+
+    def _trim_metrics_log(self, step: int) -> None:
+        """Drops metrics.jsonl lines past the restored step: they are recomputed, not duplicated."""
+        path = os.path.join(self.cfg.model_dir, "metrics.jsonl")
+        if not tf.io.gfile.exists(path):
+            return
+        with tf.io.gfile.GFile(path) as f:
+            lines = [line for line in f if line.strip()]
+        kept = [line for line in lines if json.loads(line)["step"] <= step]
+        if len(kept) != len(lines):
+            with tf.io.gfile.GFile(path, "w") as f:
+                f.write("".join(kept))
+
+    @contextlib.contextmanager
+    def _sigterm_flag(self):
+        """While training, SIGTERM only sets a flag; the loop checkpoints and stops at a step boundary."""
+        flag = threading.Event()
+        if threading.current_thread() is not threading.main_thread():
+            yield flag
+            return
+        previous = signal.signal(signal.SIGTERM, lambda *_: flag.set())
+        try:
+            yield flag
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    def _train_from(self, start: int, preempted: threading.Event) -> dict[str, float]:
+        cfg = self.cfg
         train_loop = steps.make_train_step(self.model, self.optimizer, self.loss_fn, self.train_metrics,
                                            cfg.batch_size, self.strategy, self.jit)
         iterator = self._train_iterator(start)
@@ -358,11 +412,16 @@ class Run:
                 tf.summary.scalar("images_per_sec", n * cfg.batch_size / seconds)
             if progress is not None:
                 progress.update(in_epoch + n, [("loss", float(self.train_metrics["loss"].result()))])
-            if step % every == 0 or step == self.total_steps:
-                self.manager.save(checkpoint_number=step)
+            # The epoch's log line goes first, then the checkpoint: a crash in between repeats
+            # the line's steps on restart, and _trim_metrics_log drops the stale line.
             if step % self.steps_per_epoch == 0 or step == self.total_steps:
                 results = self._end_epoch(epoch + 1)
                 progress = None
+            if step % every == 0 or step == self.total_steps or preempted.is_set():
+                self.manager.save(checkpoint_number=step)
+            if preempted.is_set() and step < self.total_steps:
+                writer.flush()
+                raise Preempted(step, self.manager.latest_checkpoint)
         writer.flush()
         if start < self.total_steps and self.is_chief and cfg.export:
             self.export()

@@ -186,3 +186,38 @@ def test_batch_not_divisible_by_replicas(tmp_path):
     with pytest.raises(ValueError, match="batch_size 33 is not divisible by the 2 replicas"):
         training.Run(cfg)
     assert not (tmp_path / "run").exists()
+
+
+def test_killing_one_worker_ends_the_other_clearly_and_both_resume(tmp_path):
+    from test_training import _free_port
+
+    cluster = {"worker": [f"localhost:{_free_port()}", f"localhost:{_free_port()}"]}
+    args = ["--strategy=multi_worker", "--dataset=mnist", f"--data_dir={MNIST_NPZ.parent}", "--train_split=train[:3200]",
+            "--batch_size=32", "--steps_per_loop=5", "--checkpoint_every=10", "--mode=train", "--noexport",
+            f"--model_dir={tmp_path / 'mw'}", "--model_options=sync_batchnorm=true"]
+
+    def launch(epochs):
+        procs = []
+        for i in range(2):
+            env = {**os.environ, "PYTHONPATH": str(REPO),
+                   "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
+            procs.append(subprocess.Popen([sys.executable, "-m", "tfresnet.train", *args, f"--epochs={epochs}"],
+                                          cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        return procs
+
+    chief, worker = launch(epochs=20)
+    wait_for_checkpoint(tmp_path / "mw", chief)
+    worker.kill()
+    tic = time.time()
+    code, _, err = finish(chief, timeout=120)  # bounded: no hang
+    assert time.time() - tic < 120 and code != 0
+    assert "lost contact with another worker" in err and "restart every worker" in err, err
+    saved = tf.train.load_checkpoint(str(tmp_path / "mw" / "checkpoints")).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")
+    finish(worker)
+    # Restart both for one more epoch than the checkpoint holds: they resume, not start over.
+    epochs = saved // 100 + 1
+    results = [finish(p) for p in launch(epochs=epochs)]
+    assert [r[0] for r in results] == [0, 0], [r[2][-500:] for r in results]
+    assert f"(step {saved})" in results[0][1]
+    final = tf.train.load_checkpoint(str(tmp_path / "mw" / "checkpoints")).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")
+    assert final == epochs * 100

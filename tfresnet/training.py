@@ -397,7 +397,15 @@ class Run:
             # Never run past an epoch end, a checkpoint or the end of training inside one call.
             n = min(cfg.steps_per_loop, self.steps_per_epoch - in_epoch, every - step % every, self.total_steps - step)
             tic = time.perf_counter()
-            losses = train_loop(iterator, tf.constant(n, tf.int32)).numpy()
+            try:
+                losses = train_loop(iterator, tf.constant(n, tf.int32)).numpy()
+            except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+                    tf.errors.AbortedError) as err:
+                if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+                    raise TrainingError(
+                        f"lost contact with another worker after step {step} ({type(err).__name__}); restart every "
+                        f"worker with the same command to resume from {self.manager.latest_checkpoint}") from None
+                raise
             seconds = time.perf_counter() - tic
             bad = np.flatnonzero(~np.isfinite(losses))
             if bad.size:

@@ -10,7 +10,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("constant", "piecewise", "cosine", "onecycle")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
-TASKS = ("classify",)
+TASKS = ("classify", "fewshot")
 MODES = ("train", "eval", "train_and_eval")
 
 
@@ -68,8 +68,15 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False  # tf.config.experimental.enable_op_determinism (bitwise repeatable)
 
+    # Few-shot keyword spotting (task=fewshot): N-way K-shot episodes, Q queries per class.
+    n_way: int = 5
+    k_shot: int = 1
+    n_query: int = 5
+    episodes_per_epoch: int = 100
+    eval_episodes: int = 100
+
     # Bookkeeping.
-    task: str = "classify"
+    task: str = "classify"  # classify (images) or fewshot (keyword spotting, tfresnet.fewshot)
     mode: str = "train_and_eval"
     export: bool = True  # write model.keras and a serving SavedModel at the end
     keep_checkpoints: int = 3
@@ -83,7 +90,8 @@ class TrainConfig:
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("task", self.task, TASKS)
         _choice("mode", self.mode, MODES)
-        for field in ("epochs", "batch_size", "eval_batch_size", "steps_per_loop", "keep_checkpoints"):
+        for field in ("epochs", "batch_size", "eval_batch_size", "steps_per_loop", "keep_checkpoints", "n_way",
+                      "k_shot", "n_query", "episodes_per_epoch", "eval_episodes"):
             if getattr(self, field) <= 0:
                 raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
         for field in ("train_steps", "checkpoint_every", "image_size", "lr_scale_batch"):

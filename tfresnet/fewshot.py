@@ -11,6 +11,8 @@ squared Euclidean distances to the prototypes.
 
 from __future__ import annotations
 
+import itertools
+import math
 import pathlib
 from typing import Sequence
 
@@ -112,15 +114,19 @@ class PrototypicalNetwork(keras.Model):
 
     Args:
         encoder: Maps a batch of examples to a batch of embedding vectors.
+        distance_scale: Multiplies the squared distances before the softmax; None uses
+            1 / embedding size. Raw distances grow with the embedding size (thousands here) and
+            saturate the softmax from the first episode; the scale is a temperature.
         **kwargs: ``keras.Model`` arguments.
     """
 
-    def __init__(self, encoder: keras.Model, **kwargs):
+    def __init__(self, encoder: keras.Model, distance_scale: float | None = None, **kwargs):
         super().__init__(**kwargs)
         self.encoder = encoder
+        self.distance_scale = distance_scale
 
     def logits(self, support, query, training=False):
-        """``(N * Q, N)`` negative squared distances of each query to each class prototype."""
+        """``(N * Q, N)`` negative (scaled) squared distances of each query to each class prototype."""
         n_way, k_shot = tf.shape(support)[0], tf.shape(support)[1]
         example = tf.shape(support)[2:]
         flat = tf.concat([tf.reshape(support, tf.concat([[-1], example], 0)),
@@ -132,7 +138,8 @@ class PrototypicalNetwork(keras.Model):
         # |q - p|^2 = |q|^2 - 2 q.p + |p|^2, one matmul instead of an (NQ, N, D) tensor.
         distances = (tf.reduce_sum(queries**2, -1, keepdims=True) - 2 * tf.matmul(queries, prototypes, transpose_b=True)
                      + tf.reduce_sum(prototypes**2, -1)[None, :])
-        return -distances
+        scale = self.distance_scale or 1.0 / tf.cast(dim, tf.float32)
+        return -scale * distances
 
     def call(self, support, query, training=False):
         logits = self.logits(support, query, training=training)
@@ -142,7 +149,8 @@ class PrototypicalNetwork(keras.Model):
         return loss, accuracy
 
     def get_config(self):
-        return {**super().get_config(), "encoder": keras.saving.serialize_keras_object(self.encoder)}
+        return {**super().get_config(), "encoder": keras.saving.serialize_keras_object(self.encoder),
+                "distance_scale": self.distance_scale}
 
     @classmethod
     def from_config(cls, config):
@@ -216,28 +224,33 @@ def features_of(waveforms, samples: int = SAMPLE_RATE, num_mel_bins: int = 40, b
 
 
 def synthetic_keywords(num_classes: int, per_class: int, seconds: float = 0.5, seed: int = 0,
-                       noise: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
-    """Offline stand-in for spoken keywords: each class is a sequence of three chirps.
+                       noise: float = 0.5, length: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Offline stand-in for spoken keywords: each class is an ordering of the same chirps.
 
-    Every example of a class plays the same three chirps (random start/end frequencies per class)
-    at a random time offset and loudness, in white noise, so classes differ by spectro-temporal
-    pattern and examples within a class differ.
+    There are ``length`` chirps (random start/end frequencies) and every class plays all of them,
+    in its own order (at most ``length!`` classes): classes have the same spectral content and
+    differ only in temporal pattern, so an untrained encoder is near chance and a trained one must
+    learn order. Every example plays its sequence at a random time offset and loudness in noise.
 
     Returns:
         ``(waveforms (num_classes * per_class, samples) float32, labels int32)``.
     """
+    if num_classes > math.factorial(length):
+        raise ValueError(f"{num_classes} classes need more than {length}! orderings; raise length")
     rng = np.random.default_rng(seed)
     samples = int(seconds * SAMPLE_RATE)
-    seg = samples // 4
+    seg = samples // (length + 2)
     t = np.arange(seg) / SAMPLE_RATE
-    patterns = rng.uniform(200, 6000, size=(num_classes, 3, 2))
+    chirps = rng.uniform(300, 5000, size=(length, 2))
+    orders = [tuple(p) for p in itertools.permutations(range(length))]
+    orders = [orders[i] for i in rng.permutation(len(orders))[:num_classes]]
     waves, labels = [], []
-    for c in range(num_classes):
+    for c, order in enumerate(orders):
         for _ in range(per_class):
             wave = noise * rng.standard_normal(samples)
-            start = rng.integers(0, samples - 3 * seg)
+            start = rng.integers(0, samples - length * seg)
             gain = rng.uniform(0.5, 1.0)
-            for j, (f0, f1) in enumerate(patterns[c]):
+            for j, (f0, f1) in enumerate(chirps[list(order)]):
                 phase = 2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * t[-1]))
                 wave[start + j * seg: start + (j + 1) * seg] += gain * np.sin(phase) * np.hanning(seg)
             waves.append(np.clip(wave, -1, 1).astype(np.float32))
@@ -319,3 +332,85 @@ def episodes(features: np.ndarray, labels: np.ndarray, n_way: int, k_shot: int, 
     return tf.data.Dataset.from_generator(generate, output_signature=(
         tf.TensorSpec((n_way, k_shot, *shape), tf.float32), tf.TensorSpec((n_way, n_query, *shape), tf.float32),
     )).prefetch(tf.data.AUTOTUNE)
+
+
+# --------------------------------------------------------------------------------------------------
+# Episodic training (tfresnet-train --task=fewshot)
+# --------------------------------------------------------------------------------------------------
+
+
+def keyword_data(dataset: str, data_dir: str | None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels of ``synthetic`` keywords, ``speech_commands`` (TFDS) or a WAV ``folder``."""
+    if dataset == "synthetic":
+        waves, labels = synthetic_keywords(24, 20, seed=seed, noise=0.25)
+    elif dataset == "speech_commands":
+        waves, labels = load_speech_commands("train", data_dir)
+    elif dataset == "folder":
+        if not data_dir:
+            raise ValueError("dataset 'folder' needs data_dir: a folder with one sub-folder of .wav files per keyword")
+        waves, labels, _ = load_wav_folder(data_dir)
+    else:
+        raise ValueError(f"unknown keyword dataset {dataset!r}; expected synthetic, speech_commands or folder")
+    return features_of(waves, samples=waves.shape[1], num_mel_bins=20 if dataset == "synthetic" else 40), labels
+
+
+def split_classes(labels: np.ndarray, held_out: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of training and held-out examples: the last ``held_out`` share of classes is held out."""
+    classes = np.unique(labels)
+    cut = classes[int(round(len(classes) * (1 - held_out)))]
+    return labels < cut, labels >= cut
+
+
+def train(cfg, log=print) -> dict[str, float]:
+    """Episodic training of ``PrototypicalNetwork(ProtoResEncoder())`` from a ``TrainConfig``.
+
+    Trains on episodes of the training classes, evaluates every epoch on episodes of held-out
+    classes (never seen in training), checkpoints every epoch and resumes from the newest
+    checkpoint in ``cfg.model_dir``.
+
+    Returns:
+        The last epoch's ``loss``, ``accuracy`` and ``test_accuracy``.
+    """
+    from tfresnet import training  # noqa: PLC0415 - training imports the image pipeline
+
+    keras.utils.set_random_seed(cfg.seed)
+    features, labels = keyword_data(cfg.dataset, cfg.data_dir, cfg.seed)
+    seen, held_out = split_classes(labels)
+    encoder_options = {"widths": (8, 12, 16)} if cfg.dataset == "synthetic" else {}
+    net = PrototypicalNetwork(ProtoResEncoder(**{**encoder_options, **cfg.model_options}, name="protores"))
+    net.encoder(tf.zeros((1, *features.shape[1:])))  # create the variables before the optimizer
+    optimizer = keras.optimizers.Adam(cfg.base_learning_rate, global_clipnorm=cfg.clip_norm)
+    optimizer.build(net.encoder.trainable_variables)  # the wrapper is built on its first episode
+    metrics = {"loss": keras.metrics.Mean(name="loss"), "accuracy": keras.metrics.Mean(name="accuracy")}
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+    checkpoint = training.make_checkpoint(net.encoder, optimizer, step, metrics)
+    manager = tf.train.CheckpointManager(checkpoint, f"{cfg.model_dir}/checkpoints", cfg.keep_checkpoints)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        log(f"Restored {manager.latest_checkpoint} (step {int(step.numpy())})")
+    train_step = make_episode_train_step(net, optimizer, metrics, jit_compile=bool(cfg.jit_compile))
+    test = episodes(features[held_out], labels[held_out], cfg.n_way, cfg.k_shot, cfg.n_query,
+                    cfg.eval_episodes, seed=cfg.seed + 1)
+    total = cfg.train_steps or cfg.epochs * cfg.episodes_per_epoch
+    # Episode i is a pure function of (seed, i): resuming at step s continues the same sequence.
+    stream = iter(episodes(features[seen], labels[seen], cfg.n_way, cfg.k_shot, cfg.n_query, None, seed=cfg.seed + 2)
+                  .skip(int(step.numpy())))
+    results: dict[str, float] = {}
+    while int(step.numpy()) < total:
+        loss = train_step(*next(stream))
+        if not np.isfinite(loss.numpy()):
+            raise training.TrainingError(f"loss became {loss.numpy()} at episode {int(step.numpy()) + 1}")
+        step.assign_add(1)
+        done = int(step.numpy())
+        if done % cfg.episodes_per_epoch == 0 or done == total:
+            results = {k: float(m.result()) for k, m in metrics.items()}
+            results["test_accuracy"] = evaluate_episodes(net, test)
+            log(f"Epoch {-(-done // cfg.episodes_per_epoch)}, Loss: {results['loss']:.4f}, "
+                f"Accuracy: {results['accuracy'] * 100:.2f}, Test Accuracy: {results['test_accuracy'] * 100:.2f} "
+                f"({cfg.n_way}-way {cfg.k_shot}-shot, held-out classes)")
+            for m in metrics.values():
+                m.reset_state()
+            manager.save(checkpoint_number=done)
+    if cfg.export:
+        net.encoder.save(f"{cfg.model_dir}/protores.keras")
+    return results

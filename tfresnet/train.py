@@ -53,6 +53,11 @@ _HELP = {
     "seed": "Seed of initialisation, data order and augmentation.",
     "deterministic": "Bitwise-repeatable ops (tf.config.experimental.enable_op_determinism).",
     "task": f"One of {', '.join(config_lib.TASKS)}.",
+    "n_way": "Few-shot: classes per episode.",
+    "k_shot": "Few-shot: support examples per class.",
+    "n_query": "Few-shot: query examples per class.",
+    "episodes_per_epoch": "Few-shot: training episodes per epoch.",
+    "eval_episodes": "Few-shot: episodes over held-out classes per evaluation.",
     "mode": f"One of {', '.join(config_lib.MODES)}.",
     "export": "Write model.keras and a serving SavedModel to model_dir at the end.",
     "keep_checkpoints": "Checkpoints to keep.",
@@ -147,8 +152,13 @@ def main(argv: Sequence[str], mode: str | None = None) -> int:
             _import_tensorflow_quietly()
         from tfresnet import models, training  # noqa: PLC0415
 
-        models.model_spec(cfg.model)  # an unknown model fails before any data is read
-        if cfg.mode == "eval":
+        if cfg.task == "classify":
+            models.model_spec(cfg.model)  # an unknown model fails before any data is read
+        if cfg.task == "fewshot":
+            from tfresnet import fewshot  # noqa: PLC0415
+
+            fewshot.train(cfg)
+        elif cfg.mode == "eval":
             training.evaluate(cfg)
         else:
             training.train(cfg)

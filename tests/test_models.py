@@ -195,7 +195,8 @@ def test_save_load_and_export_round_trip(name, shape, tmp_path, rng):
 
     model.export(str(tmp_path / "serving"), verbose=False)
     served = tf.saved_model.load(str(tmp_path / "serving"))
-    np.testing.assert_allclose(served.serve(tf.constant(x)), y, rtol=1e-5, atol=1e-5)
+    # The served graph fuses ops differently: float32 rounding on the scale of the largest logit.
+    np.testing.assert_allclose(served.serve(tf.constant(x)), y, atol=1e-5 * max(1.0, float(np.abs(y).max())))
 
 
 @pytest.mark.parametrize(

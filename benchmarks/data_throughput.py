@@ -17,22 +17,13 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tfresnet import data, models, steps  # noqa: E402
-
-
-def delivered(ds: tf.data.Dataset, batch_size: int, batches: int) -> float:
-    it = iter(ds)
-    for _ in range(10):
-        next(it)
-    tic = time.perf_counter()
-    for _ in range(batches):
-        x, y = next(it)
-    _ = x.numpy(), y.numpy()
-    return batches * batch_size / (time.perf_counter() - tic)
+from train_throughput import data_rate  # noqa: E402 - same folder
 
 
 def consumed(batch_size: int, steps_: int) -> float:
@@ -64,7 +55,7 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs, TF {tf.__version__}, batch {args.batch_size}")
     print(f"{'mnist_resnet training consumes':<34}{model_rate:>12.0f} images/s")
     for name, ds in sources.items():
-        rate = delivered(ds, args.batch_size, args.batches)
+        rate = data_rate(ds, args.batch_size, args.batches)
         print(f"{name:<34}{rate:>12.0f} images/s = {rate / model_rate:6.1f}x the model")
 
 

@@ -487,8 +487,7 @@ def evaluate(cfg: TrainConfig, log: Log = print) -> dict[str, float]:
     run = Run(cfg.replace(mode="eval"), log)
     if not run.manager.checkpoints:
         raise TrainingError(f"no checkpoint in {cfg.model_dir}")
-    if run.restore() == 0 and not run.manager.latest_checkpoint:
-        raise TrainingError(f"no readable checkpoint in {cfg.model_dir}")
+    run.restore()  # raises if none is readable
     results = run.evaluate_source(run.eval_source)
     log(f"Eval {cfg.eval_split} at step {int(run.step.numpy())}: " +
         ", ".join(f"{k}: {v:.4f}" for k, v in results.items()))

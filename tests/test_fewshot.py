@@ -113,18 +113,19 @@ def test_episodic_step_under_xla_matches_graph_mode():
 
 
 def test_five_way_one_shot_learns_held_out_keywords(tmp_path):
-    """From well below 80% untrained to >= 80% on keywords never seen in training."""
+    """From chance (1 in 5) untrained to >= 80% on keywords never seen in training."""
     features, labels = F.keyword_data("synthetic", None)
     seen, held_out = F.split_classes(labels)
     assert not set(labels[seen]) & set(labels[held_out])
     keras.utils.set_random_seed(0)
     untrained = F.PrototypicalNetwork(F.ProtoResEncoder(widths=(8, 12, 16)))
     start = F.evaluate_episodes(untrained, F.episodes(features[held_out], labels[held_out], 5, 1, 5, 40, seed=1))
-    cfg = TrainConfig(task="fewshot", dataset="synthetic", epochs=6, episodes_per_epoch=100, eval_episodes=40,
-                      model_dir=str(tmp_path), learning_rate=1e-3)
+    cfg = TrainConfig(task="fewshot", dataset="synthetic", epochs=8, episodes_per_epoch=100, eval_episodes=40,
+                      model_dir=str(tmp_path), learning_rate=3e-3)
     results = F.train(cfg)
-    assert start < 0.6 and results["test_accuracy"] >= 0.8, (start, results)
-    assert results["test_accuracy"] > start + 0.25
+    # 1000 queries: chance is 0.20 +- 0.013; loudness and noise level, not the keyword, decide raw distances.
+    assert 0.14 < start < 0.30, start
+    assert results["test_accuracy"] >= 0.8, results
     # The exported encoder is the trained one: same held-out accuracy on the same episodes.
     reloaded = F.PrototypicalNetwork(keras.models.load_model(tmp_path / "protores.keras"))
     test = F.episodes(features[held_out], labels[held_out], 5, 1, 5, 40, seed=cfg.seed + 1)

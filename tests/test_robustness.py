@@ -110,6 +110,81 @@ def test_sigterm_checkpoints_exits_preempted_and_resumes(tmp_path, reference):
     assert_same_as_reference(model_dir, reference)
 
 
+# Runs the CLI with SIGKILL wired to a point inside CheckpointManager.save() of the Nth checkpoint:
+#   torn_write     - the shard in <prefix>_temp/ is half written (truncated), before the merge
+#                    renames it into place;
+#   before_pointer - ckpt-N is complete on disk but the `checkpoint` state file does not name it;
+#   during_sweep   - the pointer names ckpt-N and the oldest checkpoint is being deleted.
+KILL_IN_SAVE = """
+import glob, os, signal, sys
+from tensorflow.python.ops import gen_io_ops
+from tensorflow.python.checkpoint import checkpoint_management as cm
+
+point, nth = sys.argv.pop(1), int(sys.argv.pop(1))
+saves = 0
+merge, update, delete = gen_io_ops.merge_v2_checkpoints, cm.update_checkpoint_state_internal, cm._delete_file_if_exists
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def merging(checkpoint_prefixes, destination_prefix, **kw):
+    global saves
+    saves += 1
+    if point == "torn_write" and saves == nth:
+        for shard in glob.glob(destination_prefix.numpy().decode() + "_temp/*.data-*"):
+            with open(shard, "r+b") as f:
+                f.truncate(os.path.getsize(shard) // 2)
+        die()
+    return merge(checkpoint_prefixes, destination_prefix, **kw)
+
+def updating(*args, **kw):
+    if point == "before_pointer" and saves == nth:
+        die()
+    return update(*args, **kw)
+
+def deleting(path):
+    if point == "during_sweep" and saves == nth:
+        die()
+    return delete(path)
+
+gen_io_ops.merge_v2_checkpoints, cm.update_checkpoint_state_internal, cm._delete_file_if_exists = merging, updating, deleting
+from tfresnet import train
+train.run()
+"""
+
+
+@pytest.mark.parametrize("point", ["torn_write", "before_pointer", "during_sweep"])
+def test_crash_while_writing_a_checkpoint_keeps_the_latest_pointer_on_a_complete_one(point, tmp_path, reference):
+    model_dir, nth = tmp_path / point, 5  # ckpt-20; 3 are kept, so the 5th save also deletes ckpt-8
+    script = tmp_path / "kill_in_save.py"
+    script.write_text(KILL_IN_SAVE)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, str(script), point, str(nth), *RUN, f"--model_dir={model_dir}"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    ckpts = model_dir / "checkpoints"
+    names = set(os.listdir(ckpts))
+    latest = tf.train.latest_checkpoint(str(ckpts))
+    state = tf.train.get_checkpoint_state(str(ckpts))
+    if point == "torn_write":
+        assert "ckpt-20_temp" in names and "ckpt-20.index" not in names  # really killed mid-save
+    if point == "during_sweep":
+        assert latest.endswith("ckpt-20")
+    else:
+        assert latest.endswith("ckpt-16")  # the previous, complete checkpoint
+    # Every checkpoint the state file names is complete and readable: none was deleted early.
+    listed = [os.path.basename(p) for p in state.all_model_checkpoint_paths]
+    assert listed == (["ckpt-8", "ckpt-12", "ckpt-16", "ckpt-20"] if point == "during_sweep"
+                      else ["ckpt-8", "ckpt-12", "ckpt-16"])
+    for path in state.all_model_checkpoint_paths:
+        tf.train.load_checkpoint(path).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")
+    code, out, err = finish(start(model_dir))
+    assert code == 0, err
+    assert f"Restored {latest} (step {latest.rsplit('-', 1)[1]})" in out and "WARNING" not in out
+    assert not [n for n in os.listdir(ckpts) if n.endswith("_temp")]  # the torn shard was overwritten
+    assert_same_as_reference(model_dir, reference)
+
+
 def _corrupt(path):
     with open(path, "r+b") as f:
         f.truncate(max(1, os.path.getsize(path) // 3))

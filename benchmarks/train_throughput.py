@@ -15,6 +15,8 @@ Variants: ``fit``/``fit_xla`` (Keras ``compile``/``fit``), ``loop``/``loop_xla``
 from __future__ import annotations
 
 import argparse
+import collections
+import glob
 import json
 import os
 import platform
@@ -73,7 +75,8 @@ def data_rate(ds: tf.data.Dataset, batch_size: int, batches: int) -> float:
     return batches * batch_size / (time.perf_counter() - tic)
 
 
-def run_variant(name: str, args, ds, input_shape) -> float:
+def build_variant(name: str, args, ds, input_shape):
+    """Builds, traces and compiles one variant; returns ``measure() -> images/s`` of a timed pass."""
     kind, _, rest = name.partition("_")
     xla = rest.startswith("xla")
     precision = PRECISION[rest.removeprefix("xla").strip("_")]
@@ -87,19 +90,51 @@ def run_variant(name: str, args, ds, input_shape) -> float:
         # The same work as the loop: loss and accuracy metrics, all steps in one tf.function call.
         model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
                       jit_compile=xla, steps_per_execution=args.steps)
-        model.fit(ds, epochs=1, steps_per_epoch=args.steps, verbose=0)  # trace + compile
+        run = lambda: model.fit(ds, epochs=1, steps_per_epoch=args.steps, verbose=0)  # noqa: E731
+    else:
+        optimizer.build(model.trainable_variables)
+        loop = steps.make_train_step(model, optimizer, steps.make_loss(), steps.make_metrics("train"),
+                                     args.batch_size, jit_compile=xla)
+        it, n = iter(ds), tf.constant(args.steps)
+        run = lambda: loop(it, n).numpy()  # noqa: E731
+    run()  # trace + compile
+
+    def measure() -> float:
         tic = time.perf_counter()
-        model.fit(ds, epochs=1, steps_per_epoch=args.steps, verbose=0)
+        run()
         return args.steps * args.batch_size / (time.perf_counter() - tic)
-    optimizer.build(model.trainable_variables)
-    loop = steps.make_train_step(model, optimizer, steps.make_loss(), steps.make_metrics("train"),
-                                 args.batch_size, jit_compile=xla)
-    it = iter(ds)
-    n = tf.constant(args.steps)
-    loop(it, n).numpy()  # trace + compile
+
+    return measure
+
+
+def op_profile(measure, logdir: str, top: int = 8) -> tuple[float, list[tuple[str, float]]]:
+    """Traces one timed pass with ``tf.profiler``; returns wall seconds and the op types taking most time.
+
+    Op time is summed over TensorFlow's executor threads (two on two cores), so shares are of all
+    op time, not of the wall time. The full trace stays in ``logdir`` for TensorBoard's profiler.
+    """
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: PLC0415 - ships with TensorFlow
+
+    tf.profiler.experimental.start(logdir)
     tic = time.perf_counter()
-    loop(it, n).numpy()
-    return args.steps * args.batch_size / (time.perf_counter() - tic)
+    measure()
+    wall = time.perf_counter() - tic
+    tf.profiler.experimental.stop()
+    newest = max(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True), key=os.path.getmtime)
+    space = xplane_pb2.XSpace()
+    with open(newest, "rb") as f:
+        space.ParseFromString(f.read())
+    seconds: collections.Counter = collections.Counter()
+    for plane in space.planes:
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):  # the executor threads that run the ops
+                continue
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                if ":" in name and "::" not in name:  # "node/name:OpType"; skip executor bookkeeping
+                    seconds[name.rsplit(":", 1)[1]] += event.duration_ps * 1e-12
+    total = sum(seconds.values()) or 1.0
+    return wall, [(op, t / total) for op, t in seconds.most_common(top)]
 
 
 def main() -> None:
@@ -110,7 +145,9 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=50, help="timed steps per variant (after as many warm-up)")
     parser.add_argument("--variants", default="fit,loop,loop_xla")
-    parser.add_argument("--repeats", type=int, default=1, help="measure every variant this many times, keep the best")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds over all variants; the best round counts")
+    parser.add_argument("--profile", default=None, help="trace one more pass per variant into this folder and "
+                        "print the op types that take the time")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args()
 
@@ -120,19 +157,32 @@ def main() -> None:
           f"{args.model} batch {args.batch_size} on {args.data}, {args.steps} timed steps")
     flops = 3 * forward_flops(models.create_model(args.model, input_shape=input_shape), input_shape)
     peak = matmul_flops_per_sec()
-    rates = {v: max(run_variant(v, args, ds, input_shape) for _ in range(args.repeats))
-             for v in args.variants.split(",")}
+    variants = {v: build_variant(v, args, ds, input_shape) for v in args.variants.split(",")}
+    # Rounds interleave the variants (A B C A B C ...), so a slow spell of the machine hits all alike.
+    samples: dict[str, list[float]] = {v: [] for v in variants}
+    for _ in range(args.repeats):
+        for name, measure in variants.items():
+            samples[name].append(measure())
+    rates = {v: max(r) for v, r in samples.items()}
     feed = data_rate(ds, args.batch_size, max(50, args.steps))
-    base = rates.get("fit") or next(iter(rates.values()))
-    print(f"{'variant':<16}{'images/s':>12}{'vs fit':>9}{'GFLOP/s':>10}{'of matmul':>11}")
+    # Best round vs best round, and the median of per-round ratios (robust to one slow spell).
+    base_name = "fit" if "fit" in rates else next(iter(rates))
+    base = rates[base_name]
+    paired = {v: float(np.median(np.array(r) / np.array(samples[base_name]))) for v, r in samples.items()}
+    print(f"{'variant':<16}{'images/s':>12}{'vs fit':>9}{'paired':>9}{'GFLOP/s':>10}{'of matmul':>11}  all rounds")
     for name, rate in rates.items():
-        print(f"{name:<16}{rate:>12.1f}{rate / base:>9.2f}{rate * flops / 1e9:>10.1f}{rate * flops / peak:>11.1%}")
+        print(f"{name:<16}{rate:>12.1f}{rate / base:>9.2f}{paired[name]:>9.2f}{rate * flops / 1e9:>10.1f}"
+              f"{rate * flops / peak:>11.1%}  " + " ".join(f"{r:.0f}" for r in samples[name]))
     print(f"{'input pipeline':<16}{feed:>12.1f}{feed / max(rates.values()):>9.1f}x the fastest variant")
     print(f"matmul {peak / 1e9:.1f} GFLOP/s; train step {flops / 1e9:.3f} GFLOP/image (3x forward)")
+    if args.profile:
+        for name, measure in variants.items():
+            wall, ops = op_profile(measure, os.path.join(args.profile, name))
+            print(f"profile {name} ({wall:.2f} s traced): " + ", ".join(f"{op} {share:.0%}" for op, share in ops))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "images_per_sec": rates, "data_images_per_sec": feed,
-                       "matmul_flops": peak, "train_flops_per_image": flops}, f, indent=1)
+            json.dump({"args": vars(args), "images_per_sec": rates, "rounds": samples, "paired_ratio": paired,
+                       "data_images_per_sec": feed, "matmul_flops": peak, "train_flops_per_image": flops}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -80,3 +80,22 @@ def test_tensorboard_command_starts(tmp_path):
 def test_python_blocks_run(index, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(blocks("python")[index], f"README.md python block {index}", "exec"), {})
+
+
+def table_commands(prefix):
+    return re.findall(rf"^\|.*\| `({re.escape(prefix)}[^`]*)` \|$", README, flags=re.M)
+
+
+@pytest.mark.parametrize("command", table_commands("python benchmarks/"))
+def test_benchmark_commands_run(command, tmp_path):
+    """The README's benchmark commands, shrunk by overriding flags (argparse keeps the last value)."""
+    words = shlex.split(command)
+    words[0] = sys.executable
+    shrink = {"train_throughput.py": ["--batch_size", "2", "--steps", "1", "--repeats", "1"],
+              "data_throughput.py": ["--batch_size", "8", "--batches", "3", "--steps", "1"]}[os.path.basename(words[1])]
+    if "--model" in words and words[words.index("--model") + 1] == "resnet50":
+        shrink += ["--model", "resnet18"]  # same code path at a CPU-friendly size; ResNet-50 is a GPU figure
+    proc = subprocess.run(words + shrink, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (command, proc.stderr[-2000:])
+    assert "x the" in proc.stdout, proc.stdout

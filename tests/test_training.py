@@ -207,3 +207,29 @@ def test_two_process_multi_worker_training(tmp_path):
     for name in names:
         np.testing.assert_array_equal(chief.get_tensor(name), worker.get_tensor(name), err_msg=name)
     assert (tmp_path / "mw" / "model.keras").exists()
+
+
+def test_detect_strategy_prefers_tpu_then_gpus_then_default(monkeypatch):
+    for var in ("COLAB_TPU_ADDR", "TPU_NAME", "TPU_ACCELERATOR_TYPE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(training.glob, "glob", lambda pattern: [])
+    resolved = []
+
+    def resolver(tpu):
+        resolved.append(tpu)
+        if tpu == "missing":
+            raise ValueError("no TPU")
+
+    monkeypatch.setattr(tf.distribute.cluster_resolver, "TPUClusterResolver", resolver)
+    # Nothing announces a TPU: the resolver (a network probe) is never tried.
+    assert training.detect_strategy() == "default" and resolved == []
+    assert training.make_strategy("auto") is tf.distribute.get_strategy()
+    monkeypatch.setenv("COLAB_TPU_ADDR", "10.0.0.2:8470")
+    assert training.detect_strategy() == "tpu" and resolved == [""]
+    assert training.detect_strategy(tpu="missing") == "default"  # announced but not found: go on without
+    monkeypatch.delenv("COLAB_TPU_ADDR")
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None: [tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")] if kind == "GPU" else [])
+    assert training.detect_strategy() == "mirrored"
+    monkeypatch.setattr(training.glob, "glob", lambda pattern: ["/dev/accel0"] if "accel" in pattern else [])
+    assert training.detect_strategy() == "tpu"

@@ -9,7 +9,7 @@ from typing import Any
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("constant", "piecewise", "cosine", "onecycle")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
+STRATEGIES = ("default", "auto", "one_device", "mirrored", "multi_worker", "tpu")
 TASKS = ("classify", "fewshot")
 MODES = ("train", "eval", "train_and_eval")
 

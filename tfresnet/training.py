@@ -8,6 +8,7 @@ model are in the checkpoint, and the data position is re-derived from the step.
 from __future__ import annotations
 
 import contextlib
+import glob
 import itertools
 import json
 import math
@@ -48,19 +49,46 @@ class Preempted(Exception):
 # --------------------------------------------------------------------------------------------------
 
 
+def detect_strategy(tpu: str | None = None) -> str:
+    """The strategy name for this machine's accelerator: ``tpu``, else ``mirrored`` (GPUs), else ``default``.
+
+    A TPU is looked for only where one announces itself (Colab's ``COLAB_TPU_ADDR``, ``TPU_NAME``
+    or ``TPU_ACCELERATOR_TYPE``, a TPU VM's ``/dev/accel*`` or ``/dev/vfio/N``, or an explicit
+    ``tpu`` address), because elsewhere the resolver probes the network; it must then be found by
+    ``TPUClusterResolver``.
+
+    Args:
+        tpu: TPU name or ``grpc://`` address, as for ``make_strategy``.
+
+    Returns:
+        A name ``make_strategy`` takes.
+    """
+    announced = bool(tpu not in (None, "", "local") or glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*")
+                     or {"COLAB_TPU_ADDR", "TPU_NAME", "TPU_ACCELERATOR_TYPE"} & set(os.environ))
+    if announced:
+        try:
+            tf.distribute.cluster_resolver.TPUClusterResolver(tpu="" if tpu in (None, "local") else tpu)
+            return "tpu"
+        except (ValueError, tf.errors.NotFoundError):
+            pass
+    return "mirrored" if tf.config.list_physical_devices("GPU") else "default"
+
+
 def make_strategy(name: str, tpu: str | None = None) -> tf.distribute.Strategy:
     """The ``tf.distribute`` strategy called ``name``.
 
     Args:
-        name: ``default`` (whatever is current), ``one_device`` (first GPU, else CPU),
-            ``mirrored`` (all local GPUs, else all logical CPUs), ``multi_worker`` (``TF_CONFIG``)
-            or ``tpu``.
+        name: ``default`` (whatever is current), ``auto`` (``detect_strategy()``: TPU, else all
+            GPUs, else default), ``one_device`` (first GPU, else CPU), ``mirrored`` (all local
+            GPUs, else all logical CPUs), ``multi_worker`` (``TF_CONFIG``) or ``tpu``.
         tpu: TPU name or ``grpc://`` address for ``tpu``; ``""``/``"local"`` finds it on Colab or a
             TPU VM.
 
     Returns:
         The strategy (the TPU system is connected and initialised).
     """
+    if name == "auto":
+        name = detect_strategy(tpu)
     if name == "default":
         return tf.distribute.get_strategy()
     # Multi-worker and TPU set-up must come before anything starts TensorFlow's context

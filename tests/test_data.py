@@ -159,9 +159,11 @@ def test_per_replica_sharding_under_two_device_mirrored_strategy(mnist_npz):
         (lambda d: (d / "b").mkdir() or (d / "b" / "x.txt").write_text("hi") and data.load_source(
             "folder", "train", str(d)), ValueError, r"x\.txt is not an image"),
         (lambda d: data.load_source("npz", "train"), ValueError, "needs data_dir"),
+        (lambda d: data.load_source("mnist", "train", str(d / "typo")), FileNotFoundError,
+         r"data_dir .*typo does not exist and no mnist\.npz"),
     ],
     ids=["unknown", "missing-npz", "npz-keys", "labels", "missing-folder", "empty-folder", "empty-class",
-         "non-image", "npz-no-path"],
+         "non-image", "npz-no-path", "missing-data-dir"],
 )
 def test_bad_input_is_a_clear_error(call, error, message, tmp_path):
     with pytest.raises(error, match=message):

@@ -85,6 +85,7 @@ def test_cli_trains_then_evaluates_a_checkpoint(tmp_path):
         (["--model=resnet5"], "unknown model 'resnet5'; did you mean resnet50"),
         (["--dataset=mnits"], "unknown dataset 'mnits'; did you mean mnist"),
         (["--dataset=npz", "--data_dir=/nonexistent/x.npz"], "npz file not found: /nonexistent/x.npz"),
+        (["--dataset=mnist", "--data_dir=/nonexistent/data"], "data_dir /nonexistent/data does not exist"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):

@@ -301,6 +301,12 @@ def load_source(
     if local is not None:
         images, labels = load_npz(local, split.replace(recipe.splits[1], "test"), recipe.num_classes)
         return Source(name, split, recipe, len(labels), images=images, labels=labels)
+    if data_dir and "://" not in data_dir and not os.path.isdir(data_dir):
+        # Usually a typo: fail now instead of tensorflow-datasets creating the folder and
+        # downloading (or retrying for minutes offline).
+        extra = f" and no {name}.npz" if recipe.in_memory else ""
+        raise FileNotFoundError(f"data_dir {data_dir} does not exist{extra}; create it to let "
+                                f"tensorflow-datasets download {recipe.tfds_name!r} there")
     return _load_tfds(name, recipe, split, data_dir)
 
 

@@ -387,13 +387,17 @@ def train(cfg, log=print) -> dict[str, float]:
     """
     from tfresnet import training  # noqa: PLC0415 - training imports the image pipeline
 
+    if cfg.precision != "float32":
+        raise ValueError(f"--task=fewshot trains in float32; precision {cfg.precision!r} is for image models")
     keras.utils.set_random_seed(cfg.seed)
     features, labels = keyword_data(cfg.dataset, cfg.data_dir, cfg.seed)
     seen, held_out = split_classes(labels)
     encoder_options = {"widths": (8, 12, 16)} if cfg.dataset == "synthetic" else {}
     net = PrototypicalNetwork(ProtoResEncoder(**{**encoder_options, **cfg.model_options}, name="protores"))
     net.encoder(tf.zeros((1, *features.shape[1:])))  # create the variables before the optimizer
-    optimizer = keras.optimizers.Adam(cfg.base_learning_rate, global_clipnorm=cfg.clip_norm)
+    total = cfg.train_steps or cfg.epochs * cfg.episodes_per_epoch
+    # The image trainer's optimizer, learning-rate schedule, weight decay and clipping.
+    optimizer = training.make_optimizer(cfg, total)
     optimizer.build(net.encoder.trainable_variables)  # the wrapper is built on its first episode
     metrics = {"loss": keras.metrics.Mean(name="loss"), "accuracy": keras.metrics.Mean(name="accuracy")}
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
@@ -405,7 +409,6 @@ def train(cfg, log=print) -> dict[str, float]:
     train_step = make_episode_train_step(net, optimizer, metrics, jit_compile=bool(cfg.jit_compile))
     test = episodes(features[held_out], labels[held_out], cfg.n_way, cfg.k_shot, cfg.n_query,
                     cfg.eval_episodes, seed=cfg.seed + 1)
-    total = cfg.train_steps or cfg.epochs * cfg.episodes_per_epoch
     # Episode i is a pure function of (seed, i): resuming at step s continues the same sequence.
     stream = iter(episodes(features[seen], labels[seen], cfg.n_way, cfg.k_shot, cfg.n_query, None, seed=cfg.seed + 2)
                   .skip(int(step.numpy())))

@@ -403,22 +403,23 @@ def train(cfg, log=print) -> dict[str, float]:
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     checkpoint = training.make_checkpoint(net.encoder, optimizer, step, metrics)
     manager = tf.train.CheckpointManager(checkpoint, f"{cfg.model_dir}/checkpoints", cfg.keep_checkpoints)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        log(f"Restored {manager.latest_checkpoint} (step {int(step.numpy())})")
+    restored = training.restore_newest(checkpoint, manager, log)
+    if restored:
+        log(f"Restored {restored} (step {int(step.numpy())})")
     train_step = make_episode_train_step(net, optimizer, metrics, jit_compile=bool(cfg.jit_compile))
     test = episodes(features[held_out], labels[held_out], cfg.n_way, cfg.k_shot, cfg.n_query,
                     cfg.eval_episodes, seed=cfg.seed + 1)
+    done = int(step.numpy())
     # Episode i is a pure function of (seed, i): resuming at step s continues the same sequence.
     stream = iter(episodes(features[seen], labels[seen], cfg.n_way, cfg.k_shot, cfg.n_query, None, seed=cfg.seed + 2)
-                  .skip(int(step.numpy())))
+                  .skip(done))
     results: dict[str, float] = {}
-    while int(step.numpy()) < total:
-        loss = train_step(*next(stream))
-        if not np.isfinite(loss.numpy()):
-            raise training.TrainingError(f"loss became {loss.numpy()} at episode {int(step.numpy()) + 1}")
-        step.assign_add(1)
-        done = int(step.numpy())
+    while done < total:
+        loss = float(train_step(*next(stream)))
+        if not np.isfinite(loss):
+            raise training.TrainingError(f"loss became {loss} at episode {done + 1}")
+        done += 1
+        step.assign(done)
         if done % cfg.episodes_per_epoch == 0 or done == total:
             results = {k: float(m.result()) for k, m in metrics.items()}
             results["test_accuracy"] = evaluate_episodes(net, test)

@@ -49,6 +49,11 @@ class Preempted(Exception):
 # --------------------------------------------------------------------------------------------------
 
 
+def _tpu_address(tpu: str | None) -> str:
+    # TPUClusterResolver finds a Colab / TPU VM TPU from an empty name.
+    return "" if tpu in (None, "local") else tpu
+
+
 def detect_strategy(tpu: str | None = None) -> str:
     """The strategy name for this machine's accelerator: ``tpu``, else ``mirrored`` (GPUs), else ``default``.
 
@@ -63,11 +68,11 @@ def detect_strategy(tpu: str | None = None) -> str:
     Returns:
         A name ``make_strategy`` takes.
     """
-    announced = bool(tpu not in (None, "", "local") or glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*")
+    announced = bool(_tpu_address(tpu) or glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*")
                      or {"COLAB_TPU_ADDR", "TPU_NAME", "TPU_ACCELERATOR_TYPE"} & set(os.environ))
     if announced:
         try:
-            tf.distribute.cluster_resolver.TPUClusterResolver(tpu="" if tpu in (None, "local") else tpu)
+            tf.distribute.cluster_resolver.TPUClusterResolver(tpu=_tpu_address(tpu))
             return "tpu"
         except (ValueError, tf.errors.NotFoundError):
             pass
@@ -98,7 +103,7 @@ def make_strategy(name: str, tpu: str | None = None) -> tf.distribute.Strategy:
             raise ValueError("strategy multi_worker needs the TF_CONFIG environment variable (cluster and task)")
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu="" if tpu in (None, "local") else tpu)
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=_tpu_address(tpu))
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
@@ -232,6 +237,30 @@ def make_checkpoint(model: keras.Model, optimizer: keras.optimizers.Optimizer, s
     return tf.train.Checkpoint(model=model_vars, optimizer=opt_vars, metrics=metric_vars, step=step)
 
 
+def restore_newest(checkpoint: tf.train.Checkpoint, manager: tf.train.CheckpointManager,
+                   log: Log = print) -> str | None:
+    """Restores the newest readable checkpoint of ``manager``, falling back past unreadable ones.
+
+    Returns:
+        The restored checkpoint's path, or None when ``manager`` has none.
+
+    Raises:
+        TrainingError: There are checkpoints but none is readable (never start over on top of them).
+    """
+    for path in reversed(manager.checkpoints):
+        try:
+            checkpoint.restore(path).assert_existing_objects_matched()
+        except Exception as err:  # OpError, IndexError, AssertionError...: all mean "unreadable"
+            log(f"WARNING: checkpoint {path} is unreadable ({type(err).__name__}: "
+                f"{str(err).splitlines()[0][:160]}); falling back to the previous one")
+            continue
+        return path
+    if manager.checkpoints:
+        raise TrainingError(f"no readable checkpoint in {manager.directory} (all "
+                            f"{len(manager.checkpoints)} failed to load); not starting over on top of them")
+    return None
+
+
 class Run:
     """The pieces of one run, built from a ``TrainConfig``: use ``train`` or ``evaluate``."""
 
@@ -332,23 +361,14 @@ class Run:
 
     def restore(self) -> int:
         """Restores the newest readable checkpoint; falls back past corrupt ones. Returns the step."""
-        for path in reversed(self.manager.checkpoints):
-            try:
-                self.checkpoint.restore(path).assert_existing_objects_matched()
-            except Exception as err:  # OpError, IndexError, AssertionError...: all mean "unreadable"
-                self.log(f"WARNING: checkpoint {path} is unreadable ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0][:160]}); falling back to the previous one")
-                continue
-            inner = getattr(self.optimizer, "inner_optimizer", self.optimizer)
-            if self.cfg.lr_schedule == "constant":
-                # A constant rate is a checkpointed variable: the configured one wins on resume.
-                inner.learning_rate = self.cfg.base_learning_rate
-            self.log(f"Restored {path} (step {int(self.step.numpy())})")
-            return int(self.step.numpy())
-        if self.manager.checkpoints:
-            raise TrainingError(f"no readable checkpoint in {self.manager.directory} (all "
-                                f"{len(self.manager.checkpoints)} failed to load); not starting over on top of them")
-        return 0
+        path = restore_newest(self.checkpoint, self.manager, self.log)
+        if path is None:
+            return 0
+        if self.cfg.lr_schedule == "constant":
+            # A constant rate is a checkpointed variable: the configured one wins on resume.
+            getattr(self.optimizer, "inner_optimizer", self.optimizer).learning_rate = self.cfg.base_learning_rate
+        self.log(f"Restored {path} (step {int(self.step.numpy())})")
+        return int(self.step.numpy())
 
     # -- training ----------------------------------------------------------------------------------
 

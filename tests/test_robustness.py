@@ -263,36 +263,56 @@ def test_batch_not_divisible_by_replicas(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_killing_one_worker_ends_the_other_clearly_and_both_resume(tmp_path):
+def launch_workers(model_dirs, *extra):
+    """Starts one CLI process per model_dir as the workers of one MultiWorkerMirroredStrategy cluster."""
     from test_training import _free_port
 
-    cluster = {"worker": [f"localhost:{_free_port()}", f"localhost:{_free_port()}"]}
-    args = ["--strategy=multi_worker", "--dataset=mnist", f"--data_dir={MNIST_NPZ.parent}", "--train_split=train[:3200]",
-            "--batch_size=32", "--steps_per_loop=5", "--checkpoint_every=10", "--mode=train", "--noexport",
-            f"--model_dir={tmp_path / 'mw'}", "--model_options=sync_batchnorm=true"]
+    cluster = {"worker": [f"localhost:{_free_port()}" for _ in model_dirs]}
+    args = ["--strategy=multi_worker", "--dataset=mnist", f"--data_dir={MNIST_NPZ.parent}", "--batch_size=32",
+            "--mode=train", "--noexport", "--model_options=sync_batchnorm=true", *extra]
+    procs = []
+    for i, model_dir in enumerate(model_dirs):
+        env = {**os.environ, "PYTHONPATH": str(REPO),
+               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
+        procs.append(subprocess.Popen([sys.executable, "-m", "tfresnet.train", *args, f"--model_dir={model_dir}"],
+                                      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return procs
 
-    def launch(epochs):
-        procs = []
-        for i in range(2):
-            env = {**os.environ, "PYTHONPATH": str(REPO),
-                   "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
-            procs.append(subprocess.Popen([sys.executable, "-m", "tfresnet.train", *args, f"--epochs={epochs}"],
-                                          cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-        return procs
 
-    chief, worker = launch(epochs=20)
-    wait_for_checkpoint(tmp_path / "mw", chief)
+def test_killing_one_worker_ends_the_other_clearly_and_both_resume(tmp_path):
+    mw = tmp_path / "mw"
+    args = ["--train_split=train[:3200]", "--steps_per_loop=5", "--checkpoint_every=10"]
+    chief, worker = launch_workers([mw, mw], *args, "--epochs=20")
+    wait_for_checkpoint(mw, chief)
     worker.kill()
     tic = time.time()
     code, _, err = finish(chief, timeout=120)  # bounded: no hang
     assert time.time() - tic < 120 and code != 0
     assert "lost contact with another worker" in err and "restart every worker" in err, err
-    saved = tf.train.load_checkpoint(str(tmp_path / "mw" / "checkpoints")).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")
+    saved = tf.train.load_checkpoint(str(mw / "checkpoints")).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")
     finish(worker)
+    # A worker killed mid-save holds one checkpoint fewer than the chief, or none: resuming must
+    # not depend on its own copy. Make that lag certain instead of a matter of timing.
+    for path in mw.glob(".worker1/*"):
+        path.unlink()
     # Restart both for one more epoch than the checkpoint holds: they resume, not start over.
     epochs = saved // 100 + 1
-    results = [finish(p) for p in launch(epochs=epochs)]
+    results = [finish(p) for p in launch_workers([mw, mw], *args, f"--epochs={epochs}")]
     assert [r[0] for r in results] == [0, 0], [r[2][-500:] for r in results]
-    assert f"(step {saved})" in results[0][1]
-    final = tf.train.load_checkpoint(str(tmp_path / "mw" / "checkpoints")).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")
+    assert f"(step {saved})" in results[0][1] and f"(step {saved})" in results[1][1]
+    final = tf.train.load_checkpoint(str(mw / "checkpoints")).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")
     assert final == epochs * 100
+
+
+def test_workers_that_restore_different_steps_stop_with_one_clear_line(tmp_path):
+    shared, elsewhere = tmp_path / "shared", tmp_path / "elsewhere"
+    args = ["--train_split=train[:320]", "--steps_per_loop=5"]
+    assert [finish(p)[0] for p in launch_workers([shared, shared], *args, "--epochs=1")] == [0, 0]
+    # Worker 1 does not see the chief's model_dir (a local path on another machine): it would start
+    # from step 0 while the chief resumes at 10, and their collectives would not match.
+    results = [finish(p, timeout=120) for p in launch_workers([shared, elsewhere], *args, "--epochs=2")]
+    for (code, _, err), model_dir in zip(results, [shared, elsewhere]):
+        assert code != 0 and "Traceback" not in err, err[-2000:]
+        last = err.strip().splitlines()[-1]
+        assert "the workers found different checkpoints to resume from (steps: worker 0: 10, worker 1: 0)" in last, err[-2000:]
+        assert f"the chief's checkpoints in {model_dir / 'checkpoints'}" in last

@@ -318,17 +318,22 @@ class Run:
                                  f"examples of {cfg.dataset} {cfg.train_split}")
         self.total_steps = cfg.train_steps or cfg.epochs * self.steps_per_epoch
 
-    def _checkpoint_dir(self) -> str:
+    @property
+    def _worker_id(self) -> int | None:
+        """This worker's index under MultiWorkerMirroredStrategy, None under any other strategy."""
+        if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return self.strategy.cluster_resolver.task_id
+        return None
+
+    def _checkpoint_dir(self, chief: bool = False) -> str:
         # Every worker writes (collective ops need all of them), but only the chief into model_dir.
-        resolver = getattr(self.strategy, "cluster_resolver", None)
-        if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy) and resolver.task_id != 0:
-            return os.path.join(self.cfg.model_dir, f".worker{resolver.task_id}")
+        if self._worker_id and not chief:
+            return os.path.join(self.cfg.model_dir, f".worker{self._worker_id}")
         return os.path.join(self.cfg.model_dir, "checkpoints")
 
     @property
     def is_chief(self) -> bool:
-        resolver = getattr(self.strategy, "cluster_resolver", None)
-        return not (isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy) and resolver.task_id)
+        return not self._worker_id
 
     def _run_record(self) -> dict[str, Any]:
         return {"model": self.cfg.model, "num_classes": self.num_classes, "input_shape": list(self.input_shape),
@@ -361,7 +366,18 @@ class Run:
 
     def restore(self) -> int:
         """Restores the newest readable checkpoint; falls back past corrupt ones. Returns the step."""
-        path = restore_newest(self.checkpoint, self.manager, self.log)
+        manager = self.manager
+        if self._worker_id is not None:
+            # Every worker resumes from the chief's checkpoints, never from its own copy: a worker
+            # killed while saving keeps one save fewer than the chief, and workers at different
+            # steps run mismatched collectives (a crash or a hang instead of a resume).
+            if not self.is_chief:
+                manager = tf.train.CheckpointManager(self.checkpoint, self._checkpoint_dir(chief=True),
+                                                     max_to_keep=None)
+            # Restoring runs collectives too, so the workers must agree before any of them starts.
+            latest = manager.latest_checkpoint
+            self._check_workers_agree(int(latest.rsplit("-", 1)[1]) if latest else 0)
+        path = restore_newest(self.checkpoint, manager, self.log)
         if path is None:
             return 0
         if self.cfg.lr_schedule == "constant":
@@ -369,6 +385,21 @@ class Run:
             getattr(self.optimizer, "inner_optimizer", self.optimizer).learning_rate = self.cfg.base_learning_rate
         self.log(f"Restored {path} (step {int(self.step.numpy())})")
         return int(self.step.numpy())
+
+    def _check_workers_agree(self, step: int) -> None:
+        """Fails every worker with one clear line unless all of them would resume at the same step."""
+        mine = self.strategy.experimental_distribute_values_from_function(
+            lambda ctx: tf.constant([step], tf.int64))
+        per_replica = [int(s) for s in self.strategy.gather(mine, axis=0).numpy()]  # worker-major order
+        spec = self.strategy.cluster_resolver.cluster_spec()
+        workers = sum(spec.num_tasks(job) for job in spec.jobs if job in ("chief", "worker"))
+        steps_seen = per_replica[::max(1, len(per_replica) // workers)]
+        if len(set(steps_seen)) > 1:
+            per_worker = ", ".join(f"worker {i}: {s}" for i, s in enumerate(steps_seen))
+            raise TrainingError(f"the workers found different checkpoints to resume from (steps: {per_worker}); "
+                                f"every worker must read the chief's checkpoints in "
+                                f"{self._checkpoint_dir(chief=True)}, so --model_dir must be the same shared "
+                                "directory (e.g. gs://...) on all of them")
 
     # -- training ----------------------------------------------------------------------------------
 
@@ -449,7 +480,7 @@ class Run:
                 losses = train_loop(iterator, tf.constant(n, tf.int32)).numpy()
             except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
                     tf.errors.AbortedError) as err:
-                if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+                if self._worker_id is not None:
                     raise TrainingError(
                         f"lost contact with another worker after step {step} ({type(err).__name__}); restart every "
                         f"worker with the same command to resume from {self.manager.latest_checkpoint}") from None

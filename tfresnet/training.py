@@ -289,8 +289,9 @@ class Run:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.checkpoint = make_checkpoint(self.model, self.optimizer, self.step, self.train_metrics)
+        # Other workers' copies are write-only (resuming reads the chief's): keep one.
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, self._checkpoint_dir(), max_to_keep=cfg.keep_checkpoints,
+            self.checkpoint, self._checkpoint_dir(), max_to_keep=cfg.keep_checkpoints if self.is_chief else 1,
             checkpoint_name="ckpt")
         self.loss_fn = steps.make_loss(cfg.label_smoothing)
 

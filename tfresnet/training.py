@@ -425,14 +425,15 @@ class Run:
             The last epoch's metrics (``loss``, ``accuracy`` and, with evaluation, ``test_*``).
         """
         cfg = self.cfg
-        start = self.restore()
-        if self.is_chief:
-            tf.io.gfile.makedirs(cfg.model_dir)
-            with tf.io.gfile.GFile(os.path.join(cfg.model_dir, "run.json"), "w") as f:
-                json.dump(self._run_record(), f)
-            self._trim_metrics_log(start)
-        with self._sigterm_flag() as preempted:
-            return self._train_from(start, preempted)
+        with self._lost_worker_is_an_error():
+            start = self.restore()
+            if self.is_chief:
+                tf.io.gfile.makedirs(cfg.model_dir)
+                with tf.io.gfile.GFile(os.path.join(cfg.model_dir, "run.json"), "w") as f:
+                    json.dump(self._run_record(), f)
+                self._trim_metrics_log(start)
+            with self._sigterm_flag() as preempted:
+                return self._train_from(start, preempted)
 
     def _trim_metrics_log(self, step: int) -> None:
         """Drops metrics.jsonl lines past the restored step: they are recomputed, not duplicated."""
@@ -459,6 +460,20 @@ class Run:
         finally:
             signal.signal(signal.SIGTERM, previous)
 
+    @contextlib.contextmanager
+    def _lost_worker_is_an_error(self):
+        """Turns a collective that failed because a worker died into one line saying what to do."""
+        try:
+            yield
+        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+                tf.errors.AbortedError) as err:
+            # Any collective can be the one that notices: a train step, a metric read, a save.
+            if self._worker_id is None:
+                raise
+            raise TrainingError(
+                f"lost contact with another worker ({type(err).__name__}); restart every worker with the same "
+                f"command to resume from the newest checkpoint in {self._checkpoint_dir(chief=True)}") from None
+
     def _train_from(self, start: int, preempted: threading.Event) -> dict[str, float]:
         cfg = self.cfg
         train_loop = steps.make_train_step(self.model, self.optimizer, self.loss_fn, self.train_metrics,
@@ -477,15 +492,7 @@ class Run:
             # Never run past an epoch end, a checkpoint or the end of training inside one call.
             n = min(cfg.steps_per_loop, self.steps_per_epoch - in_epoch, every - step % every, self.total_steps - step)
             tic = time.perf_counter()
-            try:
-                losses = train_loop(iterator, tf.constant(n, tf.int32)).numpy()
-            except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
-                    tf.errors.AbortedError) as err:
-                if self._worker_id is not None:
-                    raise TrainingError(
-                        f"lost contact with another worker after step {step} ({type(err).__name__}); restart every "
-                        f"worker with the same command to resume from {self.manager.latest_checkpoint}") from None
-                raise
+            losses = train_loop(iterator, tf.constant(n, tf.int32)).numpy()
             seconds = time.perf_counter() - tic
             bad = np.flatnonzero(~np.isfinite(losses))
             if bad.size:

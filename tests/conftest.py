@@ -1,7 +1,11 @@
 """Shared test set-up: quiet TensorFlow, two logical CPUs, the shared MNIST file."""
 
+import json
 import os
 import pathlib
+import socket
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -27,3 +31,22 @@ def mnist_npz() -> pathlib.Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+def launch_workers(model_dirs, *extra):
+    """Starts one CLI process per model_dir as the workers of one MultiWorkerMirroredStrategy cluster."""
+    ports = []
+    for _ in model_dirs:
+        with socket.socket() as s:
+            s.bind(("localhost", 0))
+            ports.append(s.getsockname()[1])
+    cluster = {"worker": [f"localhost:{port}" for port in ports]}
+    args = ["--strategy=multi_worker", "--dataset=mnist", f"--data_dir={MNIST_NPZ.parent}", "--batch_size=32",
+            "--mode=train", "--model_options=sync_batchnorm=true", *extra]
+    procs = []
+    for i, model_dir in enumerate(model_dirs):
+        env = {**os.environ, "PYTHONPATH": str(REPO),
+               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
+        procs.append(subprocess.Popen([sys.executable, "-m", "tfresnet.train", *args, f"--model_dir={model_dir}"],
+                                      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return procs

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import MNIST_NPZ, REPO
+from conftest import MNIST_NPZ, REPO, launch_workers
 from tfresnet import training
 from tfresnet.config import TrainConfig
 
@@ -271,25 +271,9 @@ def error_line(stderr):
     return lines[0]
 
 
-def launch_workers(model_dirs, *extra):
-    """Starts one CLI process per model_dir as the workers of one MultiWorkerMirroredStrategy cluster."""
-    from test_training import _free_port
-
-    cluster = {"worker": [f"localhost:{_free_port()}" for _ in model_dirs]}
-    args = ["--strategy=multi_worker", "--dataset=mnist", f"--data_dir={MNIST_NPZ.parent}", "--batch_size=32",
-            "--mode=train", "--noexport", "--model_options=sync_batchnorm=true", *extra]
-    procs = []
-    for i, model_dir in enumerate(model_dirs):
-        env = {**os.environ, "PYTHONPATH": str(REPO),
-               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
-        procs.append(subprocess.Popen([sys.executable, "-m", "tfresnet.train", *args, f"--model_dir={model_dir}"],
-                                      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    return procs
-
-
 def test_killing_one_worker_ends_the_other_clearly_and_both_resume(tmp_path):
     mw = tmp_path / "mw"
-    args = ["--train_split=train[:3200]", "--steps_per_loop=5", "--checkpoint_every=10"]
+    args = ["--train_split=train[:3200]", "--steps_per_loop=5", "--checkpoint_every=10", "--noexport"]
     chief, worker = launch_workers([mw, mw], *args, "--epochs=20")
     wait_for_checkpoint(mw, chief)
     worker.kill()
@@ -314,7 +298,7 @@ def test_killing_one_worker_ends_the_other_clearly_and_both_resume(tmp_path):
 
 def test_workers_that_restore_different_steps_stop_with_one_clear_line(tmp_path):
     shared, elsewhere = tmp_path / "shared", tmp_path / "elsewhere"
-    args = ["--train_split=train[:320]", "--steps_per_loop=5"]
+    args = ["--train_split=train[:320]", "--steps_per_loop=5", "--noexport"]
     assert [finish(p)[0] for p in launch_workers([shared, shared], *args, "--epochs=1")] == [0, 0]
     # Worker 1 does not see the chief's model_dir (a local path on another machine): it would start
     # from step 0 while the chief resumes at 10, and their collectives would not match.

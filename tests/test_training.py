@@ -2,16 +2,13 @@
 
 import json
 import os
-import socket
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import keras
-from conftest import MNIST_NPZ, REPO
+from conftest import MNIST_NPZ, launch_workers
 from tfresnet import data, models, steps, training
 from tfresnet.config import TrainConfig
 
@@ -180,25 +177,10 @@ def test_mixed_precision_keeps_logits_and_loss_float32(tmp_path):
     run.train()
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
 def test_two_process_multi_worker_training(tmp_path):
-    ports = [_free_port(), _free_port()]
-    cluster = {"worker": [f"localhost:{p}" for p in ports]}
-    args = [sys.executable, "-m", "tfresnet.train", "--strategy=multi_worker", "--dataset=mnist",
-            f"--data_dir={MNIST_NPZ.parent}", "--train_split=train[:512]", "--train_steps=6", "--batch_size=32",
-            "--steps_per_loop=3", "--mode=train", f"--model_dir={tmp_path / 'mw'}", "--optimizer=sgd",
-            "--learning_rate=0.01", "--model_options=sync_batchnorm=true"]
-    procs = []
-    for i in range(2):
-        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
-               "PYTHONPATH": str(REPO)}
-        procs.append(subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    outs = [p.communicate(timeout=300)[0] for p in procs]
+    procs = launch_workers([tmp_path / "mw"] * 2, "--train_split=train[:512]", "--train_steps=6",
+                           "--steps_per_loop=3", "--optimizer=sgd", "--learning_rate=0.01")
+    outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     chief = tf.train.load_checkpoint(str(tmp_path / "mw" / "checkpoints"))
     worker = tf.train.load_checkpoint(str(tmp_path / "mw" / ".worker1"))

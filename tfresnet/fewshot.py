@@ -403,9 +403,7 @@ def train(cfg, log=print) -> dict[str, float]:
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     checkpoint = training.make_checkpoint(net.encoder, optimizer, step, metrics)
     manager = tf.train.CheckpointManager(checkpoint, f"{cfg.model_dir}/checkpoints", cfg.keep_checkpoints)
-    restored = training.restore_newest(checkpoint, manager, log)
-    if restored:
-        log(f"Restored {restored} (step {int(step.numpy())})")
+    training.restore_newest(checkpoint, manager, log)
     train_step = make_episode_train_step(net, optimizer, metrics, jit_compile=bool(cfg.jit_compile))
     test = episodes(features[held_out], labels[held_out], cfg.n_way, cfg.k_shot, cfg.n_query,
                     cfg.eval_episodes, seed=cfg.seed + 1)

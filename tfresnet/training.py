@@ -241,6 +241,11 @@ def restore_newest(checkpoint: tf.train.Checkpoint, manager: tf.train.Checkpoint
                    log: Log = print) -> str | None:
     """Restores the newest readable checkpoint of ``manager``, falling back past unreadable ones.
 
+    Args:
+        checkpoint: Made by ``make_checkpoint`` (its ``step`` is logged).
+        manager: Lists the checkpoints to try, newest last.
+        log: Where the warnings and the "Restored" line go.
+
     Returns:
         The restored checkpoint's path, or None when ``manager`` has none.
 
@@ -254,6 +259,7 @@ def restore_newest(checkpoint: tf.train.Checkpoint, manager: tf.train.Checkpoint
             log(f"WARNING: checkpoint {path} is unreadable ({type(err).__name__}: "
                 f"{str(err).splitlines()[0][:160]}); falling back to the previous one")
             continue
+        log(f"Restored {path} (step {int(checkpoint.step.numpy())})")
         return path
     if manager.checkpoints:
         raise TrainingError(f"no readable checkpoint in {manager.directory} (all "
@@ -378,13 +384,11 @@ class Run:
             # Restoring runs collectives too, so the workers must agree before any of them starts.
             latest = manager.latest_checkpoint
             self._check_workers_agree(int(latest.rsplit("-", 1)[1]) if latest else 0)
-        path = restore_newest(self.checkpoint, manager, self.log)
-        if path is None:
+        if restore_newest(self.checkpoint, manager, self.log) is None:
             return 0
         if self.cfg.lr_schedule == "constant":
             # A constant rate is a checkpointed variable: the configured one wins on resume.
             getattr(self.optimizer, "inner_optimizer", self.optimizer).learning_rate = self.cfg.base_learning_rate
-        self.log(f"Restored {path} (step {int(self.step.numpy())})")
         return int(self.step.numpy())
 
     def _check_workers_agree(self, step: int) -> None:

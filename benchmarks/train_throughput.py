@@ -9,7 +9,11 @@ FLOP/s is given as a fraction of a large matmul measured in the same run.
         --variants fit,loop,loop_xla,loop_bf16,loop_xla_bf16
 
 Variants: ``fit``/``fit_xla`` (Keras ``compile``/``fit``), ``loop``/``loop_xla`` (tfresnet's
-``make_train_step``), with ``_bf16``/``_fp16`` suffixes for mixed precision.
+``make_train_step``), with ``_bf16``/``_fp16`` suffixes for mixed precision. All read the same
+``tf.data`` pipeline, so on a GPU every step copies its batch to the device. A ``_resident`` suffix
+(loop on synthetic data only, e.g. ``loop_xla_bf16_resident``) keeps one batch on the accelerator
+instead, as ``tfresnet-train --dataset=synthetic`` does: the model's speed without the copy, which
+Keras ``fit`` has no way to skip.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import collections
 import glob
+import itertools
 import json
 import os
 import platform
@@ -77,9 +82,13 @@ def data_rate(ds: tf.data.Dataset, batch_size: int, batches: int) -> float:
 
 def build_variant(name: str, args, ds, input_shape):
     """Builds, traces and compiles one variant; returns ``measure() -> images/s`` of a timed pass."""
-    kind, _, rest = name.partition("_")
-    xla = rest.startswith("xla")
-    precision = PRECISION[rest.removeprefix("xla").strip("_")]
+    kind, *options = name.split("_")
+    unknown = set(options) - {"xla", "bf16", "fp16", "resident"}
+    if kind not in ("fit", "loop") or unknown or ("resident" in options and (kind, args.data) != ("loop", "synthetic")):
+        raise SystemExit(f"unknown variant {name!r}: fit or loop, then _xla, _bf16 or _fp16, and (loop on "
+                         "synthetic data) _resident")
+    xla = "xla" in options
+    precision = PRECISION[next((o for o in options if o in PRECISION), "")]
     keras.utils.set_random_seed(0)
     with training.precision_policy(precision):
         model = models.create_model(args.model, input_shape=input_shape)
@@ -96,6 +105,10 @@ def build_variant(name: str, args, ds, input_shape):
         loop = steps.make_train_step(model, optimizer, steps.make_loss(), steps.make_metrics("train"),
                                      args.batch_size, jit_compile=xla)
         it, n = iter(ds), tf.constant(args.steps)
+        if "resident" in options:
+            device = ([d.name for d in tf.config.list_logical_devices() if d.device_type != "CPU"] or ["/cpu:0"])[0]
+            with tf.device(device):
+                it = itertools.repeat(tf.nest.map_structure(tf.identity, next(it)))
         run = lambda: loop(it, n).numpy()  # noqa: E731
     run()  # trace + compile
 

@@ -28,6 +28,14 @@ def mnist_npz() -> pathlib.Path:
     return MNIST_NPZ
 
 
+@pytest.fixture(scope="session")
+def mirrored() -> tf.distribute.MirroredStrategy:
+    """The two-CPU MirroredStrategy, one per test process: each instance numbers its collectives
+    from the same start, so two that run steps in one process collide ("Shape mismatch in the
+    collective instance 100")."""
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

@@ -72,6 +72,23 @@ def test_cifar_style_augmentation_is_deterministic_and_changes_pixels():
     assert not np.allclose(np.sort(a[0].numpy().ravel()), np.sort(plain.ravel()))
 
 
+def test_shift_augmentation_moves_digits_by_at_most_two_pixels_and_never_mirrors():
+    image = np.zeros((28, 28, 1), np.uint8)
+    image[10, 5] = 255  # off-centre: a mirror image would put it near column 22
+    src = data.Source("toy", "train", data.RECIPES["mnist"], 256, images=np.repeat(image[None], 256, 0),
+                      labels=np.zeros(256, np.int32))
+    x, _ = next(iter(data.make_dataset(src, 256, training=True, seed=1, augment="shift")))
+    again, _ = next(iter(data.make_dataset(src, 256, training=True, seed=1, augment="shift")))
+    np.testing.assert_array_equal(x, again)
+    rows, cols = np.unravel_index(x.numpy().reshape(256, -1).argmax(1), (28, 28))
+    assert set(rows) == set(range(8, 13)) and set(cols) == set(range(3, 8))  # every shift in [-2, 2] occurs
+    # The MNIST recipe itself does not augment; an unknown name is refused.
+    plain, _ = next(iter(data.make_dataset(src, 256, training=True, seed=1)))
+    assert (plain.numpy().reshape(256, -1).argmax(1) == 10 * 28 + 5).all()
+    with pytest.raises(ValueError, match="unknown augment 'shfit'; expected one of none, flip, shift"):
+        data.make_dataset(src, 256, training=True, augment="shfit")
+
+
 def test_tfds_path_with_mock_data():
     import tensorflow_datasets as tfds
 
@@ -124,8 +141,8 @@ def test_synthetic_shapes():
     np.testing.assert_array_equal(x1, x2)
 
 
-def test_per_replica_sharding_under_two_device_mirrored_strategy(mnist_npz):
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_per_replica_sharding_under_two_device_mirrored_strategy(mnist_npz, mirrored):
+    strategy = mirrored
     assert strategy.num_replicas_in_sync == 2
     src = data.load_source("mnist", "train[:512]", str(mnist_npz.parent))
     dist = strategy.distribute_datasets_from_function(

@@ -35,8 +35,8 @@ def test_tutorial_flag_file_is_the_tutorial_recipe():
         "resnet56_cifar", "sgd", 0.1, 0.9, 1e-4, 128)
     assert (he.lr_schedule, he.lr_boundaries, he.train_steps) == ("piecewise", (32000, 48000), 64000)
     gpu = train.config_from_flags(["prog", f"--flagfile={REPO / 'flags' / 'imagenet_resnet50_gpu.cfg'}"])
-    assert (gpu.precision, gpu.jit_compile, gpu.label_smoothing, gpu.lr_schedule) == (
-        "mixed_bfloat16", True, 0.1, "cosine")
+    assert (gpu.precision, gpu.jit_compile, gpu.label_smoothing, gpu.lr_schedule, gpu.strategy) == (
+        "mixed_bfloat16", True, 0.1, "cosine", "auto")
     assert gpu.model_options == {"zero_init_residual": True}
 
 
@@ -79,6 +79,9 @@ def test_cli_trains_then_evaluates_a_checkpoint(tmp_path):
         (["--batch_size=0"], "batch_size must be positive, got 0"),
         (["--epochs=-1"], "epochs must be positive, got -1"),
         (["--learning_rate=0"], "learning_rate must be positive, got 0"),
+        (["--augment=shfit"], "augment: unknown value 'shfit' (did you mean 'shift'?)"),
+        (["--target_accuracy=99.4"], "target_accuracy must be in (0, 1], got 99.4 (a fraction: 0.994 for 99.4%)"),
+        (["--target_accuracy=0.9", "--mode=train"], "target_accuracy needs task=classify and mode=train_and_eval"),
         (["--flagfile=flags/nope.cfg"], "Unable to open flagfile"),
         (["--no_such_flag=1"], "Unknown command line flag 'no_such_flag'"),
         (["--batch_size=many"], "flag --batch_size=many"),

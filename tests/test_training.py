@@ -44,6 +44,25 @@ def test_mnist_2000_images_reach_90_percent(tmp_path, capsys):
     np.testing.assert_allclose(np.argmax(reloaded(x, training=False), -1).mean() >= 0, True)
 
 
+def test_target_accuracy_stops_early_and_a_rerun_trains_no_further(tmp_path, capsys):
+    cfg = mnist_config(tmp_path, epochs=4, target_accuracy=0.5, export=False)
+    results = training.train(cfg)
+    out = capsys.readouterr().out
+    assert results["test_accuracy"] >= 0.5
+    assert "Epoch 1, " in out and "Epoch 2, " not in out
+    assert "Reached target_accuracy 50.00% at epoch 1 (step 62), " in out and " s after the start of training" in out
+    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-62")
+    # The last test accuracy is checkpointed with the run: the same command again has nothing to do...
+    again = training.train(cfg)
+    assert f"Test accuracy {results['test_accuracy']:.2%} of step 62 already reaches target_accuracy 50.00%" \
+        in capsys.readouterr().out
+    assert again == {k: v for k, v in results.items() if k.startswith("test_")}
+    # ...while a higher target resumes training from there.
+    training.train(cfg.replace(epochs=2, target_accuracy=1.0))
+    assert "Epoch 2, " in capsys.readouterr().out
+    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-124")
+
+
 def _one_step(strategy, initial, batch):
     with training.precision_policy("float64"), strategy.scope():
         model = models.create_model("mnist_resnet", sync_batchnorm=True)
@@ -58,7 +77,7 @@ def _one_step(strategy, initial, batch):
     return losses.numpy(), [w.numpy() for w in model.weights], float(metrics["accuracy"].result())
 
 
-def test_mirrored_step_equals_single_device_step():
+def test_mirrored_step_equals_single_device_step(mirrored):
     """One step on two replicas (half the batch each) == one step on one device, same global batch.
 
     In float64: at initialisation this network's backward pass amplifies float32 rounding ~100x
@@ -69,7 +88,6 @@ def test_mirrored_step_equals_single_device_step():
     batch = next(iter(data.make_dataset(src, 32, training=True)))
     with training.precision_policy("float64"):
         initial = models.create_model("mnist_resnet").get_weights()
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert mirrored.num_replicas_in_sync == 2
     loss_1, weights_1, acc_1 = _one_step(tf.distribute.OneDeviceStrategy("/cpu:0"), initial, batch)
     loss_2, weights_2, acc_2 = _one_step(mirrored, initial, batch)
@@ -210,8 +228,10 @@ def test_detect_strategy_prefers_tpu_then_gpus_then_default(monkeypatch):
     assert training.detect_strategy() == "tpu" and resolved == [""]
     assert training.detect_strategy(tpu="missing") == "default"  # announced but not found: go on without
     monkeypatch.delenv("COLAB_TPU_ADDR")
-    monkeypatch.setattr(tf.config, "list_physical_devices",
-                        lambda kind=None: [tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")] if kind == "GPU" else [])
+    gpus = [tf.config.PhysicalDevice(f"/physical_device:GPU:{i}", "GPU") for i in range(2)]
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: gpus[:1] if kind == "GPU" else [])
+    assert training.detect_strategy() == "one_device"  # its update compiles with the XLA step
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: gpus if kind == "GPU" else [])
     assert training.detect_strategy() == "mirrored"
     monkeypatch.setattr(training.glob, "glob", lambda pattern: ["/dev/accel0"] if "accel" in pattern else [])
     assert training.detect_strategy() == "tpu"

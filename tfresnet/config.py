@@ -12,6 +12,8 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "auto", "one_device", "mirrored", "multi_worker", "tpu")
 TASKS = ("classify", "fewshot")
 MODES = ("train", "eval", "train_and_eval")
+# Training augmentations (tfresnet.data): shift = pad 2 and crop back, no flip (digits, text).
+AUGMENTATIONS = ("none", "flip", "shift", "cifar", "inception")
 
 
 def _choice(field: str, value: str, options: tuple[str, ...]) -> None:
@@ -36,6 +38,7 @@ class TrainConfig:
     train_split: str = "train"
     eval_split: str = "test"
     image_size: int | None = None  # ImageNet-style and folder datasets only
+    augment: str | None = None  # None: the dataset's own (tfresnet.data.RECIPES)
     model_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. zero_init_residual
     model_dir: str = "runs/mnist"  # checkpoints, logs, exported model
 
@@ -45,6 +48,8 @@ class TrainConfig:
     batch_size: int = 32  # GLOBAL batch: split evenly over replicas
     eval_batch_size: int = 1000
     steps_per_loop: int = 100  # steps per tf.function call: fewer host round trips (TPUs need it)
+    # Stop at the first epoch whose test accuracy reaches this (MLPerf-style time to accuracy).
+    target_accuracy: float | None = None
 
     # Optimisation.
     optimizer: str = "adam"
@@ -90,6 +95,8 @@ class TrainConfig:
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("task", self.task, TASKS)
         _choice("mode", self.mode, MODES)
+        if self.augment is not None:
+            _choice("augment", self.augment, AUGMENTATIONS)
         for field in ("epochs", "batch_size", "eval_batch_size", "steps_per_loop", "keep_checkpoints", "n_way",
                       "k_shot", "n_query", "episodes_per_epoch", "eval_episodes"):
             if getattr(self, field) <= 0:
@@ -107,6 +114,14 @@ class TrainConfig:
             raise ValueError(f"label_smoothing must be < 1, got {self.label_smoothing}")
         if self.clip_norm is not None and self.clip_norm <= 0:
             raise ValueError(f"clip_norm must be positive, got {self.clip_norm}")
+        if self.target_accuracy is not None:
+            if not 0 < self.target_accuracy <= 1:
+                hint = f" (a fraction: {self.target_accuracy / 100:g} for {self.target_accuracy:g}%)" \
+                    if 1 < self.target_accuracy <= 100 else ""
+                raise ValueError(f"target_accuracy must be in (0, 1], got {self.target_accuracy:g}{hint}")
+            if self.task != "classify" or self.mode != "train_and_eval":
+                raise ValueError("target_accuracy needs task=classify and mode=train_and_eval: it is checked "
+                                 f"on the evaluation after each epoch (got task={self.task}, mode={self.mode})")
         if self.lr_schedule == "piecewise" and list(self.lr_boundaries) != sorted(set(self.lr_boundaries)):
             raise ValueError(f"lr_boundaries must be increasing, got {self.lr_boundaries}")
         if self.lr_schedule == "piecewise" and not self.lr_boundaries:

@@ -24,6 +24,8 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfresnet.config import AUGMENTATIONS
+
 AUTOTUNE = tf.data.AUTOTUNE
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -39,8 +41,9 @@ class Recipe:
         num_classes: Label count.
         image_shape: Shape of a preprocessed image (what the model sees).
         mean, std: Per-channel normalisation, on images scaled to [0, 1].
-        augment: Training augmentation: ``none``, ``flip``, ``cifar`` (pad-4 random crop + flip) or
-            ``inception`` (random-resized crop + flip).
+        augment: Training augmentation: ``none``, ``flip``, ``shift`` (pad-2 random crop, no flip:
+            for digits), ``cifar`` (pad-4 random crop + flip) or ``inception`` (random-resized
+            crop + flip).
         eval_resize: Evaluation resizing: ``none``, ``resize`` (to ``image_shape``) or
             ``center_crop`` (shorter side to 1/0.875 of the size, then a central crop).
         tfds_name: The tensorflow-datasets name, if any.
@@ -315,20 +318,21 @@ def load_source(
 # --------------------------------------------------------------------------------------------------
 
 
-def _augment(image: tf.Tensor, recipe: Recipe, seed: tf.Tensor) -> tf.Tensor:
+def _augment(image: tf.Tensor, recipe: Recipe, augment: str, seed: tf.Tensor) -> tf.Tensor:
     """Training augmentation of one uint8 image; every random choice comes from ``seed``."""
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     h, w, c = recipe.image_shape
-    if recipe.augment == "cifar":
-        image = tf.pad(image, [[4, 4], [4, 4], [0, 0]])
+    if augment in ("shift", "cifar"):
+        pad = 2 if augment == "shift" else 4
+        image = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
         image = tf.image.stateless_random_crop(image, (h, w, c), seed=crop_seed)
-    elif recipe.augment == "inception":
+    elif augment == "inception":
         begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
             tf.shape(image), tf.zeros([1, 0, 4]), seed=crop_seed, min_object_covered=0.1,
             aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.08, 1.0), max_attempts=10,
             use_image_if_no_bounding_boxes=True)
         image = tf.image.resize(tf.slice(image, begin, size), (h, w), antialias=True)
-    if recipe.augment != "none":
+    if augment in ("flip", "cifar", "inception"):
         image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
     return image
 
@@ -382,6 +386,7 @@ def make_dataset(
     input_context: tf.distribute.InputContext | None = None,
     deterministic: bool = True,
     shuffle_buffer: int = 10_000,
+    augment: str | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(float32 images, int32 labels)`` from ``source``.
 
@@ -401,6 +406,7 @@ def make_dataset(
         input_context: ``tf.distribute.InputContext`` or None.
         deterministic: Keep element order fixed under parallel maps (needed for exact resume).
         shuffle_buffer: Shuffle buffer of streamed sources (in-memory ones shuffle fully).
+        augment: Training augmentation (see ``Recipe``); None: the source's recipe's.
 
     Returns:
         A ``tf.data.Dataset``.
@@ -409,6 +415,9 @@ def make_dataset(
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     per_replica, num_pipelines, pipeline_id = _pipeline_share(batch_size, input_context)
     recipe = source.recipe
+    augment = recipe.augment if augment is None else augment
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"unknown augment {augment!r}; expected one of {', '.join(AUGMENTATIONS)}")
     steps = source.steps_per_epoch(batch_size)
     if training and steps == 0:
         raise ValueError(f"{source.name} {source.split} has {source.num_examples} examples, fewer than one "
@@ -419,7 +428,7 @@ def make_dataset(
 
     def prepare(image, label, key):
         if training:
-            image = _augment(image, recipe, tf.stack([tf.cast(seed, tf.int64), key]))
+            image = _augment(image, recipe, augment, tf.stack([tf.cast(seed, tf.int64), key]))
         else:
             image = _resize_for_eval(image, recipe)
         return tf.ensure_shape(normalize(image, recipe), recipe.image_shape), tf.cast(label, tf.int32)
@@ -443,7 +452,7 @@ def make_dataset(
         else:
             order = tf.range(n, dtype=tf.int64)[pipeline_id::num_pipelines]
             ds = tf.data.Dataset.from_tensor_slices((order, order))
-        if not training or recipe.augment == "none":
+        if not training or augment == "none":
             # Nothing per-example to do: gather and normalise whole batches (~10x less overhead).
             ds = ds.batch(per_replica, drop_remainder=training)
             ds = ds.map(lambda i, key: (normalize(tf.gather(images, i), recipe), tf.gather(labels, i)),

@@ -55,6 +55,31 @@ def make_metrics(prefix: str, top5: bool = False) -> dict[str, keras.metrics.Met
     return metrics
 
 
+def updates_locally(strategy: tf.distribute.Strategy) -> bool:
+    """Whether the optimizer update needs no cross-replica merge (an all-reduce ``merge_call``).
+
+    True for the default strategy and ``OneDeviceStrategy``: there XLA can compile the update
+    together with the step. A merge inside an XLA cluster is what breaks ``MirroredStrategy``.
+    """
+    if isinstance(strategy, tf.distribute.OneDeviceStrategy):
+        return True
+    with strategy.scope():
+        return not tf.distribute.has_strategy()  # False only for the default (no-op) strategy
+
+
+def why_not_xla(model: keras.Model, strategy: tf.distribute.Strategy) -> str | None:
+    """Why ``make_train_step(..., jit_compile=True)`` cannot run ``model`` under ``strategy``, or None.
+
+    The one case: synchronised BatchNorm under ``MirroredStrategy``/``MultiWorkerMirroredStrategy``.
+    Its all-reduce is a ``merge_call``, which TensorFlow cannot place inside the per-replica XLA
+    cluster. A TPU compiles the whole replica step, all-reduces included, so it can.
+    """
+    if (not getattr(model, "sync_batchnorm", False) or updates_locally(strategy)
+            or isinstance(strategy, tf.distribute.TPUStrategy)):
+        return None
+    return f"synchronised BatchNorm cannot run inside XLA under {type(strategy).__name__}"
+
+
 def make_train_step(
     model: keras.Model,
     optimizer: keras.optimizers.Optimizer,
@@ -78,8 +103,12 @@ def make_train_step(
         metrics: ``{"loss": Mean, "accuracy": SparseCategoricalAccuracy, ...}``.
         global_batch_size: Examples per step over all replicas: the loss divisor.
         strategy: The ``tf.distribute`` strategy whose scope made the variables.
-        jit_compile: XLA-compile the forward/backward pass. The gradient all-reduce and update
-            stay outside the XLA cluster, which is what makes XLA work with MirroredStrategy.
+        jit_compile: XLA compilation. On one device (the default strategy, ``OneDeviceStrategy``)
+            the whole step is one XLA cluster: forward, backward, optimizer update and metrics,
+            so the per-variable update ops fuse instead of launching one kernel each. Under
+            multi-replica strategies only forward/backward is compiled, per replica; the gradient
+            all-reduce and the update stay outside XLA, which is what makes XLA work with
+            ``MirroredStrategy``.
 
     Returns:
         A ``tf.function`` returning the global mean loss of each step, shape ``(num_steps,)``.
@@ -95,9 +124,12 @@ def make_train_step(
             scaled = optimizer.scale_loss(loss)  # loss scaling for float16; identity otherwise
         return loss, per_example, logits, tape.gradient(scaled, variables)
 
-    if jit_compile:
-        # Its own XLA cluster per replica; inlined otherwise, since a nested tf.function may not
-        # hold a cross-replica sync point (synchronised BatchNorm) under MirroredStrategy.
+    if jit_compile and (reason := why_not_xla(model, strategy)):
+        raise ValueError(f"{model.name}: {reason}; use jit_compile=False or sync_batchnorm=False")
+    # TPUStrategy compiles the whole replica step itself: nothing to wrap there.
+    whole_step = jit_compile and updates_locally(strategy)
+    if jit_compile and not whole_step and not isinstance(strategy, tf.distribute.TPUStrategy):
+        # Its own XLA cluster per replica, holding no cross-replica sync point (merge_call).
         forward_backward = tf.function(forward_backward, jit_compile=True)
 
     def replica_step(images, labels):
@@ -106,6 +138,9 @@ def make_train_step(
         metrics["loss"].update_state(per_example)
         metrics["accuracy"].update_state(labels, logits)
         return loss
+
+    if whole_step:
+        replica_step = tf.function(replica_step, jit_compile=True)
 
     @tf.function
     def train_loop(iterator, num_steps):

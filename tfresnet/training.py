@@ -55,7 +55,14 @@ def _tpu_address(tpu: str | None) -> str:
 
 
 def detect_strategy(tpu: str | None = None) -> str:
-    """The strategy name for this machine's accelerator: ``tpu``, else ``mirrored`` (GPUs), else ``default``.
+    """The strategy name for this machine: ``tpu``, ``mirrored``, ``one_device`` or ``default``.
+
+    A TPU if one is found, else ``mirrored`` over several GPUs, ``one_device`` on one GPU, else
+    ``default``.
+
+    One GPU gets ``OneDeviceStrategy`` rather than a one-replica ``MirroredStrategy``: it prefetches
+    batches to the GPU all the same, and lets XLA compile the optimizer update with the step
+    (``steps.updates_locally``).
 
     A TPU is looked for only where one announces itself (Colab's ``COLAB_TPU_ADDR``, ``TPU_NAME``
     or ``TPU_ACCELERATOR_TYPE``, a TPU VM's ``/dev/accel*`` or ``/dev/vfio/N``, or an explicit
@@ -76,14 +83,15 @@ def detect_strategy(tpu: str | None = None) -> str:
             return "tpu"
         except (ValueError, tf.errors.NotFoundError):
             pass
-    return "mirrored" if tf.config.list_physical_devices("GPU") else "default"
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    return "mirrored" if gpus > 1 else "one_device" if gpus else "default"
 
 
 def make_strategy(name: str, tpu: str | None = None) -> tf.distribute.Strategy:
     """The ``tf.distribute`` strategy called ``name``.
 
     Args:
-        name: ``default`` (whatever is current), ``auto`` (``detect_strategy()``: TPU, else all
+        name: ``default`` (whatever is current), ``auto`` (``detect_strategy()``: TPU, else the
             GPUs, else default), ``one_device`` (first GPU, else CPU), ``mirrored`` (all local
             GPUs, else all logical CPUs), ``multi_worker`` (``TF_CONFIG``) or ``tpu``.
         tpu: TPU name or ``grpc://`` address for ``tpu``; ``""``/``"local"`` finds it on Colab or a
@@ -294,7 +302,14 @@ class Run:
             self.eval_metrics = steps.make_metrics("test", top5=self.num_classes > 5)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-        self.checkpoint = make_checkpoint(self.model, self.optimizer, self.step, self.train_metrics)
+        if self.jit and (reason := steps.why_not_xla(self.model, self.strategy)):
+            if cfg.jit_compile:  # asked for: refuse; on only by default: turn it off and say so
+                raise ValueError(f"jit_compile: {reason}; use --jit_compile=false or drop sync_batchnorm")
+            log(f"XLA is off: {reason} (--jit_compile=false silences this)")
+            self.jit = False
+        # The evaluation metrics too: a resumed run knows its last test accuracy (target_accuracy).
+        metrics = {**self.train_metrics, **{f"test_{name}": m for name, m in self.eval_metrics.items()}}
+        self.checkpoint = make_checkpoint(self.model, self.optimizer, self.step, metrics)
         # Other workers' copies are write-only (resuming reads the chief's): keep one.
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self._checkpoint_dir(), max_to_keep=cfg.keep_checkpoints if self.is_chief else 1,
@@ -418,7 +433,7 @@ class Run:
         # In-memory sources keep a fixed element order (cheap), which exact resume relies on.
         dist = self.strategy.distribute_datasets_from_function(
             lambda ctx: data.make_dataset(self.train_source, cfg.batch_size, training=True, seed=cfg.seed,
-                                          start_step=start_step, input_context=ctx,
+                                          start_step=start_step, input_context=ctx, augment=cfg.augment,
                                           deterministic=cfg.deterministic or self.train_source.images is not None))
         return iter(dist)
 
@@ -429,15 +444,26 @@ class Run:
             The last epoch's metrics (``loss``, ``accuracy`` and, with evaluation, ``test_*``).
         """
         cfg = self.cfg
+        started = time.perf_counter()
         with self._lost_worker_is_an_error():
             start = self.restore()
+            if start and self._reached_target():
+                self.log(f"Test accuracy {self.eval_metrics['accuracy'].result():.2%} of step {start} already "
+                         f"reaches target_accuracy {cfg.target_accuracy:.2%}; nothing to train")
+                return {f"test_{k}": float(m.result()) for k, m in self.eval_metrics.items()}
             if self.is_chief:
                 tf.io.gfile.makedirs(cfg.model_dir)
                 with tf.io.gfile.GFile(os.path.join(cfg.model_dir, "run.json"), "w") as f:
                     json.dump(self._run_record(), f)
                 self._trim_metrics_log(start)
             with self._sigterm_flag() as preempted:
-                return self._train_from(start, preempted)
+                return self._train_from(start, preempted, started)
+
+    def _reached_target(self) -> bool:
+        """Whether the last evaluation (checkpointed with the run) reached ``target_accuracy``."""
+        accuracy = self.eval_metrics["accuracy"]
+        return (self.cfg.target_accuracy is not None and float(accuracy.count) > 0
+                and float(accuracy.result()) >= self.cfg.target_accuracy)
 
     def _trim_metrics_log(self, step: int) -> None:
         """Drops metrics.jsonl lines past the restored step: they are recomputed, not duplicated."""
@@ -478,7 +504,7 @@ class Run:
                 f"lost contact with another worker ({type(err).__name__}); restart every worker with the same "
                 f"command to resume from the newest checkpoint in {self._checkpoint_dir(chief=True)}") from None
 
-    def _train_from(self, start: int, preempted: threading.Event) -> dict[str, float]:
+    def _train_from(self, start: int, preempted: threading.Event, started: float) -> dict[str, float]:
         cfg = self.cfg
         train_loop = steps.make_train_step(self.model, self.optimizer, self.loss_fn, self.train_metrics,
                                            cfg.batch_size, self.strategy, self.jit)
@@ -513,11 +539,17 @@ class Run:
                 progress.update(in_epoch + n, [("loss", float(self.train_metrics["loss"].result()))])
             # The epoch's log line goes first, then the checkpoint: a crash in between repeats
             # the line's steps on restart, and _trim_metrics_log drops the stale line.
+            reached = False
             if step % self.steps_per_epoch == 0 or step == self.total_steps:
                 results = self._end_epoch(epoch + 1)
                 progress = None
-            if step % every == 0 or step == self.total_steps or preempted.is_set():
+                reached = self._reached_target()
+            if step % every == 0 or step == self.total_steps or preempted.is_set() or reached:
                 self.manager.save(checkpoint_number=step)
+            if reached:
+                self.log(f"Reached target_accuracy {cfg.target_accuracy:.2%} at epoch {epoch + 1} (step {step}), "
+                         f"{time.perf_counter() - started:.1f} s after the start of training")
+                break
             if preempted.is_set() and step < self.total_steps:
                 writer.flush()
                 raise Preempted(step, self.manager.latest_checkpoint)

@@ -1,0 +1,105 @@
+"""The step factories: XLA compiles the whole single-device step, and computes what the graph does."""
+
+import collections
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import MNIST_NPZ
+from tfresnet import data, models, steps, training
+from tfresnet.config import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def batches():
+    src = data.load_source("mnist", "train[:64]", str(MNIST_NPZ.parent))
+    return data.make_dataset(src, 16, training=True)
+
+
+def _train(batches, strategy, jit_compile, precision="float64", num_steps=3, **model_options):
+    keras.utils.set_random_seed(0)
+    with training.precision_policy(precision), strategy.scope():
+        model = models.create_model("mnist_resnet", **model_options)
+        optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+        if precision == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer.build(model.trainable_variables)
+        metrics = steps.make_metrics("train")
+    loop = steps.make_train_step(model, optimizer, steps.make_loss(), metrics, 16, strategy, jit_compile)
+    dtype = tf.float64 if precision == "float64" else tf.float32
+    iterator = iter(strategy.experimental_distribute_dataset(batches.map(lambda x, y: (tf.cast(x, dtype), y))))
+    losses = loop(iterator, tf.constant(num_steps)).numpy()
+    return losses, model, metrics, loop.get_concrete_function(iterator, tf.constant(1)).graph
+
+
+def ops_per_step_outside_xla(graph: tf.Graph) -> collections.Counter:
+    """The op types of the loop body that run outside XLA: one kernel launch each, every step, on GPU."""
+    library = graph.as_graph_def().library.function
+    (body,) = [f for f in library if f.signature.name.startswith("while_body")]
+    return collections.Counter(node.op for node in body.node_def)
+
+
+@pytest.mark.parametrize("strategy", [tf.distribute.get_strategy(), tf.distribute.OneDeviceStrategy("/cpu:0")],
+                         ids=["default", "one_device"])
+def test_single_device_xla_compiles_the_whole_step_and_matches_the_graph(batches, strategy):
+    assert steps.updates_locally(strategy)
+    losses, model, metrics, graph = _train(batches, strategy, jit_compile=False)
+    xla_losses, xla_model, xla_metrics, xla_graph = _train(batches, strategy, jit_compile=True)
+    np.testing.assert_allclose(xla_losses, losses, rtol=1e-6)  # float32 per-step losses
+    # Kernels, BN parameters and statistics. Not bitwise (XLA orders sums differently, the learning
+    # rate is a float32 variable), but ~1e-6 of the size of the updates (~1e-2).
+    for a, b in zip(model.weights, xla_model.weights):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-7, err_msg=a.path)
+    assert not np.allclose(model.weights[0].numpy(), models.create_model("mnist_resnet").weights[0].numpy())
+    assert float(xla_metrics["accuracy"].result()) == float(metrics["accuracy"].result())
+    # Forward, backward, update and metrics are one XLA call: no per-variable update ops are left.
+    outside, graph_ops = ops_per_step_outside_xla(xla_graph), ops_per_step_outside_xla(graph)
+    assert sum(outside.values()) <= 15 and outside["StatefulPartitionedCall"] == 1, outside
+    assert not {"AssignVariableOp", "AssignAddVariableOp", "Conv2D"} & set(outside), outside
+    assert graph_ops["AssignVariableOp"] >= len(model.trainable_weights), graph_ops
+
+
+def test_mirrored_xla_keeps_the_update_outside_the_compiled_step(batches, mirrored):
+    strategy = mirrored
+    assert not steps.updates_locally(strategy)
+    losses, model, _, graph = _train(batches, strategy, True, num_steps=2)
+    reference_losses, reference, _, _ = _train(batches, strategy, False, num_steps=2)
+    np.testing.assert_allclose(losses, reference_losses, rtol=1e-6)
+    for a, b in zip(reference.weights, model.weights):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-7, err_msg=a.path)
+    assert ops_per_step_outside_xla(graph)["AssignVariableOp"] >= len(model.trainable_weights)
+
+
+def test_synchronised_batchnorm_under_mirrored_xla_is_a_clear_error(tmp_path, monkeypatch, mirrored):
+    strategy = mirrored
+    with strategy.scope():
+        model = models.create_model("mnist_resnet", sync_batchnorm=True)
+        optimizer = keras.optimizers.SGD(0.01)
+    assert steps.why_not_xla(model, tf.distribute.get_strategy()) is None
+    assert steps.why_not_xla(model, strategy) == "synchronised BatchNorm cannot run inside XLA under MirroredStrategy"
+    with pytest.raises(ValueError, match="synchronised BatchNorm cannot run inside XLA under MirroredStrategy"):
+        steps.make_train_step(model, optimizer, steps.make_loss(), {}, 16, strategy, jit_compile=True)
+    # The trainer: asked for XLA, a one-line error; XLA only by default (as on a GPU), it turns
+    # XLA off and says so.
+    cfg = TrainConfig(dataset="synthetic", strategy="mirrored", model_options={"sync_batchnorm": True},
+                      model_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="^jit_compile: synchronised BatchNorm cannot run inside XLA under "
+                                         "MirroredStrategy; use --jit_compile=false or drop sync_batchnorm$"):
+        training.Run(cfg.replace(jit_compile=True))
+    monkeypatch.setattr(training, "use_xla", lambda jit_compile, strategy: True)
+    lines = []
+    assert training.Run(cfg, log=lines.append).jit is False
+    assert lines == ["XLA is off: synchronised BatchNorm cannot run inside XLA under MirroredStrategy "
+                     "(--jit_compile=false silences this)"]
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_whole_step_xla_trains(batches, precision):
+    one_batch = batches.take(1).repeat()
+    losses, model, metrics, _ = _train(one_batch, tf.distribute.get_strategy(), True, precision, num_steps=5)
+    float32_losses = _train(one_batch, tf.distribute.get_strategy(), True, "float32", num_steps=1)[0]
+    assert losses.dtype == np.float32 and np.isfinite(losses).all() and losses[-1] < losses[0], losses
+    np.testing.assert_allclose(losses[0], float32_losses[0], rtol=0.05)  # same computation, fewer bits
+    assert model.trainable_weights[0].dtype == "float32" and 0 < float(metrics["accuracy"].result()) <= 1

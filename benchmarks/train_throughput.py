@@ -40,6 +40,11 @@ from tfresnet import data, models, steps, training  # noqa: E402
 PRECISION = {"": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
 
+def accelerators() -> list[str]:
+    """Names of the logical GPUs/TPUs TensorFlow sees (empty on a CPU-only machine)."""
+    return [d.name for d in tf.config.list_logical_devices() if d.device_type != "CPU"]
+
+
 def forward_flops(model: keras.Model, input_shape) -> float:
     """FLOPs of one forward pass of one image, counted by TensorFlow's graph profiler."""
     fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(
@@ -106,8 +111,7 @@ def build_variant(name: str, args, ds, input_shape):
                                      args.batch_size, jit_compile=xla)
         it, n = iter(ds), tf.constant(args.steps)
         if "resident" in options:
-            device = ([d.name for d in tf.config.list_logical_devices() if d.device_type != "CPU"] or ["/cpu:0"])[0]
-            with tf.device(device):
+            with tf.device((accelerators() or ["/cpu:0"])[0]):
                 it = itertools.repeat(tf.nest.map_structure(tf.identity, next(it)))
         run = lambda: loop(it, n).numpy()  # noqa: E731
     run()  # trace + compile
@@ -165,7 +169,7 @@ def main() -> None:
     args = parser.parse_args()
 
     ds, input_shape = dataset(args.data, args.model, args.batch_size, args.data_dir)
-    devices = [d.name for d in tf.config.list_logical_devices() if d.device_type != "CPU"] or ["CPU"]
+    devices = accelerators() or ["CPU"]
     print(f"{platform.node()} | {os.cpu_count()} CPUs | {', '.join(devices)} | TF {tf.__version__} | "
           f"{args.model} batch {args.batch_size} on {args.data}, {args.steps} timed steps")
     flops = 3 * forward_flops(models.create_model(args.model, input_shape=input_shape), input_shape)

@@ -9,10 +9,14 @@ import sys
 from conftest import MNIST_NPZ, REPO
 
 
-def bench(script, *args):
+def run_bench(script, *args) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
+
+
+def bench(script, *args):
+    proc = run_bench(script, *args)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 
@@ -48,7 +52,5 @@ def test_time_to_accuracy_times_a_real_run_to_its_target(tmp_path):
     assert 0 < result["training_seconds"] < result["process_seconds"]
     assert re.search(r"^reached 50.00% at epoch 1 \(step 62\): [\d.]+ s of training", out, flags=re.M)
     # A target out of reach is an error, with the best accuracy seen.
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "time_to_accuracy.py"), "--target=1.0",
-                           *small[:-1], "--epochs=1"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = run_bench("time_to_accuracy.py", "--target=1.0", *small[:-1], "--epochs=1")
     assert proc.returncode == 1 and re.search(r"did not reach 100.00% in 1 epochs \(best \d+\.\d+%\)", proc.stderr)

@@ -1,4 +1,4 @@
-"""The step factories: XLA compiles the whole single-device step, and computes what the graph does."""
+"""The step factories: distributed steps equal single-device ones; XLA compiles the whole single-device step."""
 
 import collections
 
@@ -34,6 +34,12 @@ def _train(batches, strategy, jit_compile, precision="float64", num_steps=3, **m
     return losses, model, metrics, loop.get_concrete_function(iterator, tf.constant(1)).graph
 
 
+def _initial_weights():
+    keras.utils.set_random_seed(0)  # as _train does
+    with training.precision_policy("float64"):
+        return [w.numpy() for w in models.create_model("mnist_resnet").weights]
+
+
 def ops_per_step_outside_xla(graph: tf.Graph) -> collections.Counter:
     """The op types of the loop body that run outside XLA: one kernel launch each, every step, on GPU."""
     library = graph.as_graph_def().library.function
@@ -52,9 +58,7 @@ def test_single_device_xla_compiles_the_whole_step_and_matches_the_graph(batches
     # rate is a float32 variable): 3e-8 apart here, against updates of ~1e-2.
     for a, b in zip(model.weights, xla_model.weights):
         np.testing.assert_allclose(b.numpy(), a.numpy(), atol=3e-7, err_msg=a.path)
-    keras.utils.set_random_seed(0)  # as _train does: the initial weights
-    with training.precision_policy("float64"):
-        initial = models.create_model("mnist_resnet").weights[0].numpy()
+    initial = _initial_weights()[0]
     assert np.abs(xla_model.weights[0].numpy() - initial).max() > 1e-3  # the steps did move the weights
     assert float(xla_metrics["accuracy"].result()) == float(metrics["accuracy"].result())
     # Forward, backward, update and metrics are one XLA call: no per-variable update ops are left.
@@ -62,6 +66,24 @@ def test_single_device_xla_compiles_the_whole_step_and_matches_the_graph(batches
     assert sum(outside.values()) <= 15 and outside["StatefulPartitionedCall"] == 1, outside
     assert not {"AssignVariableOp", "AssignAddVariableOp", "Conv2D"} & set(outside), outside
     assert graph_ops["AssignVariableOp"] >= len(model.trainable_weights), graph_ops
+
+
+def test_mirrored_step_equals_single_device_step(batches, mirrored):
+    """One step on two replicas (half the batch each) == one step on one device, same global batch.
+
+    In float64: at initialisation this network's backward pass amplifies float32 rounding ~100x
+    (single-device runs with and without synchronised BatchNorm already differ by ~3e-4), which
+    would hide the semantics under test: loss / global batch, summed gradients, synchronised BN.
+    """
+    assert mirrored.num_replicas_in_sync == 2
+    one = tf.distribute.OneDeviceStrategy("/cpu:0")
+    loss_1, model_1, metrics_1, _ = _train(batches, one, False, num_steps=1, sync_batchnorm=True)
+    loss_2, model_2, metrics_2, _ = _train(batches, mirrored, False, num_steps=1, sync_batchnorm=True)
+    np.testing.assert_allclose(loss_2, loss_1, atol=1e-5)
+    assert float(metrics_1["accuracy"].result()) == float(metrics_2["accuracy"].result())
+    for a, b in zip(model_1.weights, model_2.weights):  # kernels, biases, BN parameters and moving statistics
+        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-5)
+    assert not np.allclose(model_1.weights[0].numpy(), _initial_weights()[0])  # the step did move the weights
 
 
 def test_mirrored_xla_keeps_the_update_outside_the_compiled_step(batches, mirrored):

@@ -166,6 +166,7 @@ def main() -> None:
     parser.add_argument("--profile", default=None, help="trace one more pass per variant into this folder and "
                         "print the op types that take the time")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument("--matmul_size", type=int, default=4096, help="side of the reference matmul (FLOP/s peak)")
     args = parser.parse_args()
 
     ds, input_shape = dataset(args.data, args.model, args.batch_size, args.data_dir)
@@ -173,7 +174,7 @@ def main() -> None:
     print(f"{platform.node()} | {os.cpu_count()} CPUs | {', '.join(devices)} | TF {tf.__version__} | "
           f"{args.model} batch {args.batch_size} on {args.data}, {args.steps} timed steps")
     flops = 3 * forward_flops(models.create_model(args.model, input_shape=input_shape), input_shape)
-    peak = matmul_flops_per_sec()
+    peak = matmul_flops_per_sec(args.matmul_size)
     variants = {v: build_variant(v, args, ds, input_shape) for v in args.variants.split(",")}
     # Rounds interleave the variants (A B C A B C ...), so a slow spell of the machine hits all alike.
     samples: dict[str, list[float]] = {v: [] for v in variants}
@@ -191,7 +192,8 @@ def main() -> None:
         print(f"{name:<16}{rate:>12.1f}{rate / base:>9.2f}{paired[name]:>9.2f}{rate * flops / 1e9:>10.1f}"
               f"{rate * flops / peak:>11.1%}  " + " ".join(f"{r:.0f}" for r in samples[name]))
     print(f"{'input pipeline':<16}{feed:>12.1f}{feed / max(rates.values()):>9.1f}x the fastest variant")
-    print(f"matmul {peak / 1e9:.1f} GFLOP/s; train step {flops / 1e9:.3f} GFLOP/image (3x forward)")
+    print(f"matmul ({args.matmul_size}²) {peak / 1e9:.1f} GFLOP/s; train step {flops / 1e9:.3f} GFLOP/image "
+          "(3x forward)")
     if args.profile:
         for name, measure in variants.items():
             wall, ops = op_profile(measure, os.path.join(args.profile, name))

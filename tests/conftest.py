@@ -1,8 +1,16 @@
-"""Shared test set-up: quiet TensorFlow, two logical CPUs, the shared MNIST file."""
+"""Shared test set-up: quiet TensorFlow, two logical CPUs, and MNIST wherever it can be found.
+
+MNIST (Keras ``mnist.npz`` layout) is looked for in ``$TFRESNET_DATA_DIR``, then in
+``../shared/data`` beside the checkout, then in Keras' download cache, downloading it there with
+``keras.datasets.mnist`` if needed. Where none of these works (offline, no file), the tests marked
+``needs_mnist`` are skipped with a one-line reason; ``TFRESNET_REQUIRE_DATA=1`` (set by ``.ci/run``)
+turns that into a failed run, so CI never passes without the data.
+"""
 
 import json
 import os
 import pathlib
+import re
 import socket
 import subprocess
 import sys
@@ -18,13 +26,72 @@ _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-MNIST_NPZ = REPO.parent / "shared" / "data" / "mnist.npz"
+SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist.npz"
+README = (REPO / "README.md").read_text()
+
+
+def find_mnist(download=None) -> tuple[pathlib.Path | None, str]:
+    """``(path of mnist.npz, "")``, or ``(None, why not)``, in the order the module docstring gives.
+
+    Args:
+        download: ``() -> path`` fetching MNIST into Keras' cache; ``keras.datasets.mnist`` by default.
+    """
+    from tfresnet import data  # noqa: PLC0415
+
+    env = os.environ.get(data.DATA_DIR_ENV)
+    candidates = ([pathlib.Path(env) / "mnist.npz"] if env else []) + [SHARED_MNIST]
+    for path in candidates:
+        if path.is_file():
+            return path, ""
+    cached = data.keras_cache_dir() / "mnist.npz"
+    if not cached.is_file():
+        try:
+            (download or _download_mnist)()
+        except Exception as err:  # offline: URLError, OSError, ...
+            where = " or ".join(str(p.parent) for p in candidates)
+            return None, (f"MNIST not found (mnist.npz in {where}) and the download into {cached.parent} failed "
+                          f"({type(err).__name__}); set ${data.DATA_DIR_ENV} to a folder with mnist.npz")
+    return cached, ""
+
+
+def _download_mnist() -> None:
+    import keras  # noqa: PLC0415
+
+    keras.datasets.mnist.load_data()  # into Keras' cache, the Keras-layout mnist.npz
+
+
+_found, MNIST_MISSING = find_mnist()
+# Always a path, so module-level commands can name it; tests that read it are marked needs_mnist.
+MNIST_NPZ = _found or SHARED_MNIST
+
+
+def local(words):
+    """The README's offline data folder is ``../shared/data``; the tests use wherever MNIST was found."""
+    return [w.replace("../shared/data", str(MNIST_NPZ.parent)) for w in words]
+
+
+def table_commands(prefix):
+    """The commands in the README's tables that start with ``prefix``."""
+    return re.findall(rf"^\|.*\| `({re.escape(prefix)}[^`]*)` \|$", README, flags=re.M)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs_mnist: reads MNIST (skipped, with the reason, where none is found)")
+    if MNIST_MISSING and os.environ.get("TFRESNET_REQUIRE_DATA") == "1":
+        pytest.exit(f"{MNIST_MISSING} (TFRESNET_REQUIRE_DATA=1: these tests must not be skipped)", returncode=1)
+
+
+def pytest_collection_modifyitems(config, items):
+    if MNIST_MISSING:
+        for item in items:
+            if item.get_closest_marker("needs_mnist"):
+                item.add_marker(pytest.mark.skip(reason=MNIST_MISSING))
 
 
 @pytest.fixture
 def mnist_npz() -> pathlib.Path:
-    if not MNIST_NPZ.exists():
-        pytest.fail(f"shared MNIST missing at {MNIST_NPZ} (tests need ../shared/data/mnist.npz)")
+    if MNIST_MISSING:
+        pytest.skip(MNIST_MISSING)
     return MNIST_NPZ
 
 
@@ -41,8 +108,11 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
-def launch_workers(model_dirs, *extra):
-    """Starts one CLI process per model_dir as the workers of one MultiWorkerMirroredStrategy cluster."""
+def launch_workers(model_dirs, *extra, sync_batchnorm=False):
+    """Starts one CLI process per model_dir as the workers of one MultiWorkerMirroredStrategy cluster.
+
+    ``sync_batchnorm`` adds one all-reduce per BatchNorm layer and step: slower, so only where tested.
+    """
     ports = []
     for _ in model_dirs:
         with socket.socket() as s:
@@ -50,11 +120,12 @@ def launch_workers(model_dirs, *extra):
             ports.append(s.getsockname()[1])
     cluster = {"worker": [f"localhost:{port}" for port in ports]}
     args = ["--strategy=multi_worker", "--dataset=mnist", f"--data_dir={MNIST_NPZ.parent}", "--batch_size=32",
-            "--mode=train", "--model_options=sync_batchnorm=true", *extra]
+            "--mode=train", *(["--model_options=sync_batchnorm=true"] if sync_batchnorm else []), *extra]
     procs = []
     for i, model_dir in enumerate(model_dirs):
-        env = {**os.environ, "PYTHONPATH": str(REPO),
-               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
+        worker_env = {**os.environ, "PYTHONPATH": str(REPO),
+                      "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
         procs.append(subprocess.Popen([sys.executable, "-m", "tfresnet.train", *args, f"--model_dir={model_dir}"],
-                                      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+                                      cwd=REPO, env=worker_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
     return procs

@@ -1,12 +1,26 @@
-"""The benchmark scripts run end to end (tiny sizes: these check the harness, not the speed)."""
+"""The benchmark scripts, run by the README's own commands shrunk to tiny sizes: these check the
+harness (interleaved rounds, ratios, profiles, JSON), not the speed."""
 
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 
-from conftest import MNIST_NPZ, REPO
+import pytest
+
+from conftest import MNIST_MISSING, MNIST_NPZ, REPO, local, table_commands
+
+# Overriding flags (argparse keeps the last value) that shrink each README command.
+SHRINK = {
+    "train_throughput.py": ["--batch_size", "8", "--steps", "2", "--repeats", "2", "--matmul_size", "256"],
+    "data_throughput.py": ["--batch_size", "16", "--batches", "5", "--steps", "2"],
+    "fewshot_throughput.py": ["--widths", "4,4,4", "--steps", "2", "--repeats", "2"],
+    "time_to_accuracy.py": ["--target", "0.5", "--", "--train_split=train[:2000]", "--eval_split=test[:256]",
+                            "--epochs=1", "--batch_size=32"],
+}
+COMMANDS = table_commands("python benchmarks/")
 
 
 def run_bench(script, *args) -> subprocess.CompletedProcess:
@@ -15,42 +29,58 @@ def run_bench(script, *args) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-def bench(script, *args):
-    proc = run_bench(script, *args)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout
+def test_every_benchmark_script_has_a_readme_command():
+    scripts = {os.path.basename(shlex.split(c)[1]) for c in COMMANDS}
+    assert scripts == set(SHRINK) == {p.name for p in (REPO / "benchmarks").glob("*.py")}
 
 
-def test_train_throughput_interleaves_variants_and_profiles(tmp_path):
-    out = bench("train_throughput.py", "--batch_size=8", "--steps=2", "--repeats=2",
-                "--variants=fit,loop,loop_resident", f"--profile={tmp_path / 'trace'}", f"--json={tmp_path / 'r.json'}")
-    result = json.loads((tmp_path / "r.json").read_text())
-    assert set(result["images_per_sec"]) == {"fit", "loop", "loop_resident"}
-    assert all(len(r) == 2 and min(r) > 0 for r in result["rounds"].values())
-    assert result["paired_ratio"]["fit"] == 1.0 and result["paired_ratio"]["loop"] > 0
-    assert result["train_flops_per_image"] > 3 * 30e6  # mnist_resnet: ~40 MFLOP forward
-    # The profile names real TensorFlow ops (convolutions dominate) and leaves a trace for TensorBoard.
-    assert "profile loop" in out and "Conv2D" in out.split("profile loop")[1].splitlines()[0]
-    assert list((tmp_path / "trace" / "loop").rglob("*.xplane.pb"))
+@pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(shlex.split(c)[1:4]) for c in COMMANDS])
+def test_readme_benchmark_command(command, tmp_path):
+    if "--data_dir" in command and MNIST_MISSING:
+        pytest.skip(MNIST_MISSING)
+    words = local(shlex.split(command))
+    script = os.path.basename(words[1])
+    extra = list(SHRINK[script])
+    if "--model" in words and words[words.index("--model") + 1] == "resnet50":
+        # The same variants (XLA, bfloat16, resident batch) at a CPU-friendly size; ResNet-50 is a GPU figure.
+        extra += ["--model", "mnist_resnet"]
+    elif script == "train_throughput.py":
+        extra += ["--profile", str(tmp_path / "trace")]
+    result_file = tmp_path / "r.json"
+    if script != "data_throughput.py":
+        extra = [f"--json={result_file}"] + extra  # before a "--" that ends the script's own flags
+    proc = run_bench(script, *words[2:], *extra)
+    assert proc.returncode == 0, (command, proc.stderr[-2000:])
+    out = proc.stdout
+    if script == "train_throughput.py":
+        result = json.loads(result_file.read_text())
+        variants = words[words.index("--variants") + 1].split(",")
+        assert list(result["images_per_sec"]) == variants
+        assert all(len(r) == 2 and min(r) > 0 for r in result["rounds"].values())  # two interleaved rounds
+        assert result["paired_ratio"][variants[0]] == 1.0 and min(result["paired_ratio"].values()) > 0
+        assert result["train_flops_per_image"] > 3 * 30e6  # mnist_resnet: ~40 MFLOP forward
+        if "--profile" in extra:
+            # The profile names real TensorFlow ops (convolutions dominate) and leaves a trace for TensorBoard.
+            assert "profile loop" in out and "Conv2D" in out.split("profile loop")[1].splitlines()[0]
+            assert list((tmp_path / "trace" / "loop").rglob("*.xplane.pb"))
+    elif script == "data_throughput.py":
+        rates = dict(re.findall(r"^(mnist \.npz|synthetic).*?=\s+([\d.]+)x the model$", out, flags=re.M))
+        assert set(rates) == {"mnist .npz", "synthetic"} and all(float(r) > 0 for r in rates.values()), out
+    elif script == "fewshot_throughput.py":
+        result = json.loads(result_file.read_text())
+        assert set(result["episodes_per_sec"]) == {"loop", "loop_xla"}
+        assert all(len(r) == 2 for r in result["rounds"].values()) and result["paired_ratio"] > 0
+        assert "XLA vs graph, median of paired rounds: " in out
+    else:
+        result = json.loads(result_file.read_text())
+        assert result["epoch"] == 1 and result["step"] == 62 and len(result["epochs"]) == 1, out
+        assert result["epochs"][0]["test_accuracy"] >= 0.5
+        assert 0 < result["training_seconds"] < result["process_seconds"]
+        assert re.search(r"^reached 50.00% at epoch 1 \(step 62\): [\d.]+ s of training", out, flags=re.M)
 
 
-def test_data_throughput_against_the_model():
-    out = bench("data_throughput.py", f"--data_dir={MNIST_NPZ.parent}", "--batch_size=16", "--batches=5",
-                "--steps=2")
-    rates = dict(re.findall(r"^(mnist \.npz|synthetic).*?=\s+([\d.]+)x the model$", out, flags=re.M))
-    assert set(rates) == {"mnist .npz", "synthetic"} and all(float(r) > 0 for r in rates.values()), out
-
-
-def test_time_to_accuracy_times_a_real_run_to_its_target(tmp_path):
-    small = ["--", f"--data_dir={MNIST_NPZ.parent}", "--train_split=train[:2000]", "--eval_split=test[:500]",
-             "--batch_size=32", "--epochs=3"]
-    out = bench("time_to_accuracy.py", "--flagfile=flags/mnist.cfg", "--target=0.5", f"--json={tmp_path / 'r.json'}",
-                *small)
-    result = json.loads((tmp_path / "r.json").read_text())
-    assert result["epoch"] == 1 and result["step"] == 62 and len(result["epochs"]) == 1, out
-    assert result["epochs"][0]["test_accuracy"] >= 0.5
-    assert 0 < result["training_seconds"] < result["process_seconds"]
-    assert re.search(r"^reached 50.00% at epoch 1 \(step 62\): [\d.]+ s of training", out, flags=re.M)
-    # A target out of reach is an error, with the best accuracy seen.
-    proc = run_bench("time_to_accuracy.py", "--target=1.0", *small[:-1], "--epochs=1")
+@pytest.mark.needs_mnist
+def test_time_to_accuracy_out_of_reach_is_an_error_with_the_best_seen():
+    proc = run_bench("time_to_accuracy.py", "--target=1.0", "--", f"--data_dir={MNIST_NPZ.parent}",
+                     "--train_split=train[:256]", "--eval_split=test[:128]", "--batch_size=32", "--epochs=1")
     assert proc.returncode == 1 and re.search(r"did not reach 100.00% in 1 epochs \(best \d+\.\d+%\)", proc.stderr)

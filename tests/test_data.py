@@ -12,13 +12,6 @@ def _write_npz(path, **arrays):
     return path
 
 
-@pytest.fixture(scope="module")
-def mnist_train():
-    from conftest import MNIST_NPZ
-
-    return data.load_source("npz", "train", str(MNIST_NPZ)), data.load_source("mnist", "train", str(MNIST_NPZ.parent))
-
-
 def test_real_mnist_npz(mnist_npz):
     train = data.load_source("mnist", "train", str(mnist_npz.parent))
     test = data.load_source("mnist", "test", str(mnist_npz.parent))
@@ -85,7 +78,7 @@ def test_shift_augmentation_moves_digits_by_at_most_two_pixels_and_never_mirrors
     # The MNIST recipe itself does not augment; an unknown name is refused.
     plain, _ = next(iter(data.make_dataset(src, 256, training=True, seed=1)))
     assert (plain.numpy().reshape(256, -1).argmax(1) == 10 * 28 + 5).all()
-    with pytest.raises(ValueError, match="unknown augment 'shfit'; expected one of none, flip, shift"):
+    with pytest.raises(ValueError, match="^augment: unknown value 'shfit' \\(did you mean 'shift'\\?\\); expected one of "):
         data.make_dataset(src, 256, training=True, augment="shfit")
 
 
@@ -193,3 +186,51 @@ def test_streamed_labels_out_of_range_fail_the_pipeline():
     src = data.Source("toy", "train", recipe, 4, stream=stream)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"toy: label outside \[0, 3\)"):
         list(data.make_dataset(src, 4, training=True).take(1))
+
+
+def test_local_npz_is_found_in_data_dir_then_env_then_keras_cache(tmp_path, monkeypatch):
+    folders = {name: tmp_path / name for name in ("flag", "env", "keras")}
+    for name, folder in folders.items():
+        (folder / "datasets" if name == "keras" else folder).mkdir(parents=True)
+        n = {"flag": 3, "env": 5, "keras": 7}[name]  # tell the copies apart by their size
+        _write_npz((folder / "datasets" if name == "keras" else folder) / "mnist.npz",
+                   x_train=np.zeros((n, 28, 28), np.uint8), y_train=np.zeros(n, np.uint8),
+                   x_test=np.zeros((2, 28, 28), np.uint8), y_test=np.zeros(2, np.uint8))
+    monkeypatch.setenv("KERAS_HOME", str(folders["keras"]))
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(folders["env"]))
+    assert data.load_source("mnist", "train", str(folders["flag"])).num_examples == 3
+    assert data.load_source("mnist", "train").num_examples == 5
+    monkeypatch.delenv(data.DATA_DIR_ENV)
+    assert data.load_source("mnist", "train").num_examples == 7  # where keras.datasets.mnist downloads to
+
+
+def test_the_suite_finds_mnist_in_the_documented_order_and_says_why_not(tmp_path, monkeypatch):
+    import conftest
+
+    env, shared = tmp_path / "env", tmp_path / "shared" / "mnist.npz"
+    env.mkdir()
+    shared.parent.mkdir()
+    for path in (env / "mnist.npz", shared):
+        path.write_bytes(b"npz")
+    monkeypatch.setattr(conftest, "SHARED_MNIST", shared)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(env))
+    assert conftest.find_mnist() == (env / "mnist.npz", "")
+    monkeypatch.delenv(data.DATA_DIR_ENV)
+    assert conftest.find_mnist() == (shared, "")
+    shared.unlink()
+
+    def download():  # what keras.datasets.mnist.load_data() does: write the file into Keras' cache
+        (tmp_path / "keras" / "datasets").mkdir(parents=True)
+        (tmp_path / "keras" / "datasets" / "mnist.npz").write_bytes(b"npz")
+
+    assert conftest.find_mnist(download) == (tmp_path / "keras" / "datasets" / "mnist.npz", "")
+
+    def offline():
+        raise OSError("no network")
+
+    (tmp_path / "keras" / "datasets" / "mnist.npz").unlink()
+    path, why = conftest.find_mnist(offline)
+    assert path is None and "\n" not in why
+    assert why.startswith(f"MNIST not found (mnist.npz in {shared.parent}) and the download into ")
+    assert why.endswith("failed (OSError); set $TFRESNET_DATA_DIR to a folder with mnist.npz")

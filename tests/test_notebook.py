@@ -4,6 +4,7 @@ import json
 import os
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from conftest import MNIST_NPZ, REPO
@@ -23,6 +24,7 @@ def test_notebook_imports_the_package_instead_of_copying_it():
     assert "GradientTape" not in source and "def train_step" not in source
 
 
+@pytest.mark.needs_mnist
 def test_notebook_runs_in_smoke_mode(tmp_path, monkeypatch):
     monkeypatch.setenv("TFRESNET_SMOKE", "1")
     monkeypatch.setenv("TFRESNET_DATA_DIR", str(MNIST_NPZ.parent))

@@ -9,17 +9,20 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "ResidualUnit": "tfresnet.layers",
-    "ResnetLayer": "tfresnet.layers",
-    "BasicBlock": "tfresnet.layers",
-    "Bottleneck": "tfresnet.layers",
-    "PreActBasicBlock": "tfresnet.layers",
-    "PreActBottleneck": "tfresnet.layers",
-    "ResNet": "tfresnet.models",
-    "MnistResNet": "tfresnet.models",
-    "PreActResNet22": "tfresnet.models",
+    "ResidualUnit": "tfresnet.tutorial",
+    "ResnetLayer": "tfresnet.tutorial",
+    "MnistResNet": "tfresnet.tutorial",
+    "PreActResNet22": "tfresnet.tutorial",
+    "BasicBlock": "tfresnet.blocks",
+    "Bottleneck": "tfresnet.blocks",
+    "PreActBasicBlock": "tfresnet.blocks",
+    "PreActBottleneck": "tfresnet.blocks",
+    "ResNet": "tfresnet.resnet",
+    "ProtoResEncoder": "tfresnet.protores",
+    "PrototypicalNetwork": "tfresnet.protores",
     "create_model": "tfresnet.models",
     "list_models": "tfresnet.models",
+    "register_model": "tfresnet.registry",
     "TrainConfig": "tfresnet.config",
 }
 __all__ = sorted(_EXPORTS)

@@ -1,44 +1,45 @@
-"""Training configuration: one frozen dataclass, validated when it is made."""
+"""Training configuration: one frozen dataclass, validated when it is made.
+
+Only what needs no TensorFlow is checked here (numbers, and the engine's own choices: precision,
+strategy, mode). Names looked up in tables (model, task, optimizer, lr_schedule, augment) are
+checked against those tables by ``tfresnet.training.check_names`` before a run touches anything,
+so a new table entry never has to be added here as well.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import Any
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-LR_SCHEDULES = ("constant", "piecewise", "cosine", "onecycle")
+from tfresnet.registry import unknown_name
+
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "auto", "one_device", "mirrored", "multi_worker", "tpu")
-TASKS = ("classify", "fewshot")
 MODES = ("train", "eval", "train_and_eval")
-# Training augmentations (tfresnet.data): shift = pad 2 and crop back, no flip (digits, text).
-AUGMENTATIONS = ("none", "flip", "shift", "cifar", "inception")
 
 
 def _choice(field: str, value: str, options: tuple[str, ...]) -> None:
     if value not in options:
-        close = difflib.get_close_matches(str(value), options, n=1, cutoff=0.5)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"{field}: unknown value {value!r}{hint}; expected one of {', '.join(options)}")
+        raise unknown_name(field, value, list(options))
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run needs. Defaults are the MNIST tutorial recipe.
 
-    Models, datasets and the training loop take plain values from it; absl flags exist only in
-    ``tfresnet.train``, which builds one of these.
+    Models and datasets take plain values from it; absl flags exist only in ``tfresnet.cli``,
+    which builds one of these.
     """
 
     # What to train on what.
-    model: str = "mnist_resnet"
+    task: str = "classify"  # a name in tfresnet.tasks.TASKS: classify (images) or fewshot (keywords)
+    model: str | None = None  # None: the task's own (mnist_resnet for classify, protores for fewshot)
     dataset: str = "mnist"
     data_dir: str | None = None  # TFDS dir (local or gs://), .npz file, or image folder
     train_split: str = "train"
     eval_split: str = "test"
     image_size: int | None = None  # ImageNet-style and folder datasets only
-    augment: str | None = None  # None: the dataset's own (tfresnet.data.RECIPES)
+    augment: str | None = None  # tfresnet.augment.AUGMENTATIONS; None: the dataset's own (data.RECIPES)
     model_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. zero_init_residual
     model_dir: str = "runs/mnist"  # checkpoints, logs, exported model
 
@@ -52,28 +53,31 @@ class TrainConfig:
     target_accuracy: float | None = None
 
     # Optimisation.
-    optimizer: str = "adam"
+    optimizer: str = "adam"  # tfresnet.optim.OPTIMIZERS
     learning_rate: float = 1e-3
     lr_scale_batch: int | None = None  # if set, lr *= batch_size / lr_scale_batch (Goyal et al.)
-    lr_schedule: str = "constant"
+    lr_schedule: str = "constant"  # tfresnet.optim.SCHEDULES
     lr_boundaries: tuple[int, ...] = ()  # piecewise: steps where the rate is multiplied by lr_decay
     lr_decay: float = 0.1
     warmup_steps: int = 0  # linear warm-up for cosine / one-cycle
     momentum: float = 0.9
     nesterov: bool = False
-    weight_decay: float = 0.0  # decoupled; never applied to BatchNorm parameters or biases
+    # Decoupled (Keras), for every optimizer, AdamW included: 0 is none, never a hidden default.
+    # Never applied to BatchNorm parameters or biases.
+    weight_decay: float = 0.0
     label_smoothing: float = 0.0
     clip_norm: float | None = None  # global gradient-norm clipping
 
     # Numerics and hardware.
     precision: str = "float32"
-    jit_compile: bool | None = None  # None: XLA on GPU/TPU, not on CPU
+    jit_compile: bool | None = None  # None: XLA on GPU/TPU; on CPU only for fewshot (faster there)
     strategy: str = "default"
     tpu: str | None = None  # TPU name or grpc:// address; "" or "local" on Colab/TPU VMs
     seed: int = 0
     deterministic: bool = False  # tf.config.experimental.enable_op_determinism (bitwise repeatable)
 
     # Few-shot keyword spotting (task=fewshot): N-way K-shot episodes, Q queries per class.
+    # One episode per replica per step; episodes_per_epoch steps make an epoch.
     n_way: int = 5
     k_shot: int = 1
     n_query: int = 5
@@ -81,7 +85,6 @@ class TrainConfig:
     eval_episodes: int = 100
 
     # Bookkeeping.
-    task: str = "classify"  # classify (images) or fewshot (keyword spotting, tfresnet.fewshot)
     mode: str = "train_and_eval"
     export: bool = True  # write model.keras and a serving SavedModel at the end
     keep_checkpoints: int = 3
@@ -89,14 +92,9 @@ class TrainConfig:
     verbose: bool = False
 
     def __post_init__(self):
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _choice("precision", self.precision, PRECISIONS)
         _choice("strategy", self.strategy, STRATEGIES)
-        _choice("task", self.task, TASKS)
         _choice("mode", self.mode, MODES)
-        if self.augment is not None:
-            _choice("augment", self.augment, AUGMENTATIONS)
         for field in ("epochs", "batch_size", "eval_batch_size", "steps_per_loop", "keep_checkpoints", "n_way",
                       "k_shot", "n_query", "episodes_per_epoch", "eval_episodes"):
             if getattr(self, field) <= 0:
@@ -119,9 +117,9 @@ class TrainConfig:
                 hint = f" (a fraction: {self.target_accuracy / 100:g} for {self.target_accuracy:g}%)" \
                     if 1 < self.target_accuracy <= 100 else ""
                 raise ValueError(f"target_accuracy must be in (0, 1], got {self.target_accuracy:g}{hint}")
-            if self.task != "classify" or self.mode != "train_and_eval":
-                raise ValueError("target_accuracy needs task=classify and mode=train_and_eval: it is checked "
-                                 f"on the evaluation after each epoch (got task={self.task}, mode={self.mode})")
+            if self.mode != "train_and_eval":
+                raise ValueError("target_accuracy needs mode=train_and_eval: it is checked on the evaluation "
+                                 f"after each epoch (got mode={self.mode})")
         if self.lr_schedule == "piecewise" and list(self.lr_boundaries) != sorted(set(self.lr_boundaries)):
             raise ValueError(f"lr_boundaries must be increasing, got {self.lr_boundaries}")
         if self.lr_schedule == "piecewise" and not self.lr_boundaries:

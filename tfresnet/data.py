@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfresnet.config import AUGMENTATIONS
+from tfresnet import augment as augment_lib
 
 AUTOTUNE = tf.data.AUTOTUNE
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -41,9 +41,9 @@ class Recipe:
         num_classes: Label count.
         image_shape: Shape of a preprocessed image (what the model sees).
         mean, std: Per-channel normalisation, on images scaled to [0, 1].
-        augment: Training augmentation: ``none``, ``flip``, ``shift`` (pad-2 random crop, no flip:
-            for digits), ``cifar`` (pad-4 random crop + flip) or ``inception`` (random-resized
-            crop + flip).
+        augment: Training augmentation, a name in ``tfresnet.augment.AUGMENTATIONS``: ``none``,
+            ``flip``, ``shift`` (pad-2 random crop, no flip: for digits), ``cifar`` (pad-4 random
+            crop + flip) or ``inception`` (random-resized crop + flip).
         eval_resize: Evaluation resizing: ``none``, ``resize`` (to ``image_shape``) or
             ``center_crop`` (shorter side to 1/0.875 of the size, then a central crop).
         tfds_name: The tensorflow-datasets name, if any.
@@ -167,8 +167,14 @@ def _parse_split(split: str) -> tuple[str, int | None]:
         raise ValueError(f"unsupported split {split!r}; use 'train', 'test' or 'train[:N]'") from None
 
 
+def keras_cache_dir() -> pathlib.Path:
+    """Where ``keras.datasets`` keeps its downloads (``mnist.npz`` in the Keras layout among them)."""
+    return pathlib.Path(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras"))) / "datasets"
+
+
 def _local_npz(name: str, data_dir: str | None) -> pathlib.Path | None:
-    for folder in (data_dir, os.environ.get(DATA_DIR_ENV)):
+    """``<name>.npz`` in ``data_dir``, ``$TFRESNET_DATA_DIR`` or Keras' download cache, in that order."""
+    for folder in (data_dir, os.environ.get(DATA_DIR_ENV), keras_cache_dir()):
         if folder and not str(folder).startswith("gs://") and (pathlib.Path(folder) / f"{name}.npz").is_file():
             return pathlib.Path(folder) / f"{name}.npz"
     return None
@@ -318,38 +324,6 @@ def load_source(
 # --------------------------------------------------------------------------------------------------
 
 
-def _augment(image: tf.Tensor, recipe: Recipe, augment: str, seed: tf.Tensor) -> tf.Tensor:
-    """Training augmentation of one uint8 image; every random choice comes from ``seed``."""
-    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    h, w, c = recipe.image_shape
-    if augment in ("shift", "cifar"):
-        pad = 2 if augment == "shift" else 4
-        image = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
-        image = tf.image.stateless_random_crop(image, (h, w, c), seed=crop_seed)
-    elif augment == "inception":
-        begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-            tf.shape(image), tf.zeros([1, 0, 4]), seed=crop_seed, min_object_covered=0.1,
-            aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.08, 1.0), max_attempts=10,
-            use_image_if_no_bounding_boxes=True)
-        image = tf.image.resize(tf.slice(image, begin, size), (h, w), antialias=True)
-    if augment in ("flip", "cifar", "inception"):
-        image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
-    return image
-
-
-def _resize_for_eval(image: tf.Tensor, recipe: Recipe) -> tf.Tensor:
-    h, w, _ = recipe.image_shape
-    if recipe.eval_resize == "center_crop":
-        # Resize the shorter side to size / 0.875, then crop the centre (the standard ImageNet eval).
-        shape = tf.cast(tf.shape(image)[:2], tf.float32)
-        scale = (h / 0.875) / tf.reduce_min(shape)
-        image = tf.image.resize(image, tf.cast(tf.round(shape * scale), tf.int32), antialias=True)
-        return tf.image.resize_with_crop_or_pad(image, h, w)
-    if recipe.eval_resize == "resize":
-        return tf.image.resize(image, (h, w), antialias=True)
-    return image
-
-
 def normalize(images: tf.Tensor, recipe: Recipe) -> tf.Tensor:
     """uint8 (or [0, 255] float) images -> float32 ``(x / 255 - mean) / std``."""
     images = tf.cast(images, tf.float32) / 255.0
@@ -406,7 +380,8 @@ def make_dataset(
         input_context: ``tf.distribute.InputContext`` or None.
         deterministic: Keep element order fixed under parallel maps (needed for exact resume).
         shuffle_buffer: Shuffle buffer of streamed sources (in-memory ones shuffle fully).
-        augment: Training augmentation (see ``Recipe``); None: the source's recipe's.
+        augment: Training augmentation (a name in ``tfresnet.augment.AUGMENTATIONS``); None: the
+            source's recipe's.
 
     Returns:
         A ``tf.data.Dataset``.
@@ -416,8 +391,7 @@ def make_dataset(
     per_replica, num_pipelines, pipeline_id = _pipeline_share(batch_size, input_context)
     recipe = source.recipe
     augment = recipe.augment if augment is None else augment
-    if augment not in AUGMENTATIONS:
-        raise ValueError(f"unknown augment {augment!r}; expected one of {', '.join(AUGMENTATIONS)}")
+    augment_fn = augment_lib.AUGMENTATIONS.get(augment)
     steps = source.steps_per_epoch(batch_size)
     if training and steps == 0:
         raise ValueError(f"{source.name} {source.split} has {source.num_examples} examples, fewer than one "
@@ -428,9 +402,9 @@ def make_dataset(
 
     def prepare(image, label, key):
         if training:
-            image = _augment(image, recipe, augment, tf.stack([tf.cast(seed, tf.int64), key]))
+            image = augment_fn(image, recipe.image_shape, tf.stack([tf.cast(seed, tf.int64), key]))
         else:
-            image = _resize_for_eval(image, recipe)
+            image = augment_lib.resize_for_eval(image, recipe.image_shape, recipe.eval_resize)
         return tf.ensure_shape(normalize(image, recipe), recipe.image_shape), tf.cast(label, tf.int32)
 
     if source.images is not None:
@@ -484,8 +458,8 @@ def synthetic(
 ) -> tf.data.Dataset:
     """One random batch repeated forever, for speed tuning and smoke runs.
 
-    The batch is generated once; the trainer keeps the first distributed batch on the device and
-    reuses it (``Trainer`` with ``dataset="synthetic"``), so no step pays a host-to-device copy.
+    The batch is generated once; the classification task keeps the first distributed batch on the
+    device and reuses it (``dataset="synthetic"``), so no step pays a host-to-device copy.
 
     Args:
         image_shape: ``(height, width, channels)``.

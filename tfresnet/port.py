@@ -1,6 +1,6 @@
 """Weight ports from keras.applications, by layer name.
 
-The ResNet v1/v2 models registered under ``models.KERAS_APPLICATIONS`` use keras.applications'
+The ResNet v1/v2 models named in ``KERAS_APPLICATIONS`` use keras.applications'
 layer names (``conv3_block2_1_conv``), shapes and padding, so a port is a name-to-name copy.
 """
 
@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import keras
 
-from tfresnet import models
+# The registered models whose layers match keras.applications, for pretrained="imagenet".
+KERAS_APPLICATIONS = {
+    "resnet50": "ResNet50",
+    "resnet101": "ResNet101",
+    "resnet152": "ResNet152",
+    "resnet50v2": "ResNet50V2",
+    "resnet101v2": "ResNet101V2",
+    "resnet152v2": "ResNet152V2",
+}
 
 
 def named_layers(model: keras.Model) -> dict[str, keras.layers.Layer]:
@@ -57,11 +65,11 @@ def copy_weights(source: keras.Model, target: keras.Model) -> int:
 
 def keras_application(name: str, weights: str | None, num_classes: int, input_shape) -> keras.Model:
     """The keras.applications twin of a registered model (logits, no softmax)."""
-    if name not in models.KERAS_APPLICATIONS:
+    if name not in KERAS_APPLICATIONS:
         raise ValueError(
-            f"model {name!r} has no keras.applications twin; those that do: {sorted(models.KERAS_APPLICATIONS)}"
+            f"model {name!r} has no keras.applications twin; those that do: {sorted(KERAS_APPLICATIONS)}"
         )
-    builder = getattr(keras.applications, models.KERAS_APPLICATIONS[name])
+    builder = getattr(keras.applications, KERAS_APPLICATIONS[name])
     return builder(weights=weights, classes=num_classes, input_shape=tuple(input_shape), classifier_activation=None)
 
 

@@ -1,7 +1,9 @@
-"""Train and test steps, built once by factories.
+"""Train and evaluation steps, built once by factories.
 
 A step is a pure function of the model, optimizer, metric objects and a batch: no printing, no
-I/O, ``training=`` always explicit. The outer loop (``tfresnet.training``) owns everything else.
+I/O, ``training=`` always explicit. ``make_train_loop`` and ``make_eval_step`` serve every task: a
+task (``tfresnet.tasks``) supplies ``forward`` (per-example losses and outputs of a batch) and the
+metric updates; the controller (``tfresnet.loop``) owns everything else.
 
 Loss under a ``tf.distribute`` strategy: each replica divides its summed per-example loss by the
 GLOBAL batch size (``tf.nn.compute_average_loss``); the optimizer sums gradients over replicas, so
@@ -16,6 +18,10 @@ import keras
 import tensorflow as tf
 
 LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+# forward(batch, training) -> (per-example losses, outputs); the loss sums to the batch's share.
+Forward = Callable[..., tuple[tf.Tensor, object]]
+# update_metrics(batch, per-example losses, outputs): updates metric objects, returns nothing.
+UpdateMetrics = Callable[[object, tf.Tensor, object], None]
 
 
 def make_loss(label_smoothing: float = 0.0) -> LossFn:
@@ -80,27 +86,27 @@ def why_not_xla(model: keras.Model, strategy: tf.distribute.Strategy) -> str | N
     return f"synchronised BatchNorm cannot run inside XLA under {type(strategy).__name__}"
 
 
-def make_train_step(
+def make_train_loop(
     model: keras.Model,
     optimizer: keras.optimizers.Optimizer,
-    loss_fn: LossFn,
-    metrics: Mapping[str, keras.metrics.Metric],
+    forward: Forward,
+    update_metrics: UpdateMetrics,
     global_batch_size: int,
     strategy: tf.distribute.Strategy | None = None,
     jit_compile: bool = False,
 ) -> Callable[[object, tf.Tensor], tf.Tensor]:
-    """Builds ``train_loop(iterator, num_steps) -> per-step losses``.
+    """Builds ``train_loop(iterator, num_steps) -> per-step losses`` for any task.
 
     One call runs ``num_steps`` steps inside a single ``tf.function`` (``steps_per_loop``): fewer
-    host round trips, which TPUs need. Each step takes ``next(iterator)``, runs forward/backward
-    under ``tf.GradientTape`` (XLA-compiled per replica when ``jit_compile``), applies the gradients
-    and updates the metric objects.
+    host round trips, which TPUs need. Each step takes ``next(iterator)``, runs ``forward`` under
+    ``tf.GradientTape``, divides the summed per-example losses by the GLOBAL batch
+    (``tf.nn.compute_average_loss``), applies the gradients and updates the metric objects.
 
     Args:
-        model: The model; called with ``training=True``.
+        model: Its ``trainable_variables`` are trained; ``forward`` calls it.
         optimizer: A Keras optimizer (``LossScaleOptimizer`` for float16).
-        loss_fn: ``loss(labels, logits) -> per-example losses``.
-        metrics: ``{"loss": Mean, "accuracy": SparseCategoricalAccuracy, ...}``.
+        forward: ``forward(batch, training=True) -> (per-example losses, outputs)``.
+        update_metrics: ``update_metrics(batch, per-example losses, outputs)``: metric updates.
         global_batch_size: Examples per step over all replicas: the loss divisor.
         strategy: The ``tf.distribute`` strategy whose scope made the variables.
         jit_compile: XLA compilation. On one device (the default strategy, ``OneDeviceStrategy``)
@@ -112,17 +118,19 @@ def make_train_step(
 
     Returns:
         A ``tf.function`` returning the global mean loss of each step, shape ``(num_steps,)``.
+
+    Raises:
+        ValueError: ``jit_compile`` for a model that cannot run inside XLA here (``why_not_xla``).
     """
     strategy = strategy or tf.distribute.get_strategy()
     variables = model.trainable_variables
 
-    def forward_backward(images, labels):
+    def forward_backward(batch):
         with tf.GradientTape() as tape:
-            logits = model(images, training=True)
-            per_example = loss_fn(labels, logits)
+            per_example, outputs = forward(batch, training=True)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
             scaled = optimizer.scale_loss(loss)  # loss scaling for float16; identity otherwise
-        return loss, per_example, logits, tape.gradient(scaled, variables)
+        return loss, per_example, outputs, tape.gradient(scaled, variables)
 
     if jit_compile and (reason := why_not_xla(model, strategy)):
         raise ValueError(f"{model.name}: {reason}; use jit_compile=False or sync_batchnorm=False")
@@ -132,11 +140,10 @@ def make_train_step(
         # Its own XLA cluster per replica, holding no cross-replica sync point (merge_call).
         forward_backward = tf.function(forward_backward, jit_compile=True)
 
-    def replica_step(images, labels):
-        loss, per_example, logits, grads = forward_backward(images, labels)
+    def replica_step(batch):
+        loss, per_example, outputs, grads = forward_backward(batch)
         optimizer.apply_gradients(zip(grads, variables))
-        metrics["loss"].update_state(per_example)
-        metrics["accuracy"].update_state(labels, logits)
+        update_metrics(batch, per_example, outputs)
         return loss
 
     if whole_step:
@@ -146,12 +153,89 @@ def make_train_step(
     def train_loop(iterator, num_steps):
         losses = tf.TensorArray(tf.float32, size=num_steps)
         for i in tf.range(num_steps):
-            images, labels = next(iterator)
-            per_replica = strategy.run(replica_step, args=(images, labels))
+            per_replica = strategy.run(replica_step, args=(next(iterator),))
             losses = losses.write(i, strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None))
         return losses.stack()
 
     return train_loop
+
+
+def make_eval_step(
+    forward: Forward,
+    update_metrics: UpdateMetrics,
+    strategy: tf.distribute.Strategy | None = None,
+    jit_compile: bool = False,
+) -> Callable[[object], None]:
+    """Builds ``eval_step(batch)`` for any task: an inference-mode ``forward`` and metric updates.
+
+    Args:
+        forward: ``forward(batch, training=False) -> (per-example losses, outputs)``.
+        update_metrics: ``update_metrics(batch, per-example losses, outputs)``.
+        strategy: The ``tf.distribute`` strategy whose scope made the variables.
+        jit_compile: XLA-compile ``forward``.
+
+    Returns:
+        A ``tf.function`` over one (distributed) batch.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    compiled = tf.function(lambda batch: forward(batch, training=False), jit_compile=jit_compile)
+
+    def replica_step(batch):
+        per_example, outputs = compiled(batch)
+        update_metrics(batch, per_example, outputs)
+
+    @tf.function(reduce_retracing=True)  # the last, partial batch has another shape
+    def eval_step(batch):
+        strategy.run(replica_step, args=(batch,))
+
+    return eval_step
+
+
+# --------------------------------------------------------------------------------------------------
+# Image classification: (images, labels) batches.
+# --------------------------------------------------------------------------------------------------
+
+
+def classifier_forward(model: keras.Model, loss_fn: LossFn) -> Forward:
+    """``forward((images, labels), training) -> (per-example losses, logits)`` of a classifier."""
+
+    def forward(batch, training):
+        images, labels = batch
+        logits = model(images, training=training)
+        return loss_fn(labels, logits), logits
+
+    return forward
+
+
+def classifier_metrics_update(metrics: Mapping[str, keras.metrics.Metric]) -> UpdateMetrics:
+    """Updates ``loss`` with the per-example losses and every other metric with ``(labels, logits)``."""
+
+    def update(batch, per_example, logits):
+        metrics["loss"].update_state(per_example)
+        for name, metric in metrics.items():
+            if name != "loss":
+                metric.update_state(batch[1], logits)
+
+    return update
+
+
+def make_train_step(
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    loss_fn: LossFn,
+    metrics: Mapping[str, keras.metrics.Metric],
+    global_batch_size: int,
+    strategy: tf.distribute.Strategy | None = None,
+    jit_compile: bool = False,
+) -> Callable[[object, tf.Tensor], tf.Tensor]:
+    """Builds ``train_loop(iterator, num_steps) -> per-step losses`` for an image classifier.
+
+    ``make_train_loop`` on ``(images, labels)`` batches: ``model(images, training=True)`` gives
+    logits, ``loss_fn(labels, logits)`` per-example losses; ``metrics`` are ``{"loss": Mean,
+    "accuracy": SparseCategoricalAccuracy, ...}``. See ``make_train_loop`` for the other arguments.
+    """
+    return make_train_loop(model, optimizer, classifier_forward(model, loss_fn), classifier_metrics_update(metrics),
+                           global_batch_size, strategy, jit_compile)
 
 
 def make_test_step(
@@ -161,7 +245,7 @@ def make_test_step(
     strategy: tf.distribute.Strategy | None = None,
     jit_compile: bool = False,
 ) -> Callable[[tuple[tf.Tensor, tf.Tensor]], None]:
-    """Builds ``test_step((images, labels))``: inference-mode forward pass, metric updates.
+    """Builds ``test_step((images, labels))`` for an image classifier (``make_eval_step``).
 
     Args:
         model: The model; called with ``training=False``.
@@ -169,28 +253,9 @@ def make_test_step(
         metrics: ``loss``, ``accuracy`` and optionally ``top5`` metric objects.
         strategy: The ``tf.distribute`` strategy whose scope made the variables.
         jit_compile: XLA-compile the forward pass.
-
-    Returns:
-        A ``tf.function`` over one (distributed) batch.
     """
-    strategy = strategy or tf.distribute.get_strategy()
-
-    @tf.function(jit_compile=jit_compile)
-    def forward(images):
-        return model(images, training=False)
-
-    def replica_step(images, labels):
-        logits = forward(images)
-        metrics["loss"].update_state(loss_fn(labels, logits))
-        for name, metric in metrics.items():
-            if name != "loss":
-                metric.update_state(labels, logits)
-
-    @tf.function(reduce_retracing=True)  # the last, partial batch has another shape
-    def test_step(batch):
-        strategy.run(replica_step, args=batch)
-
-    return test_step
+    return make_eval_step(classifier_forward(model, loss_fn), classifier_metrics_update(metrics), strategy,
+                          jit_compile)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,253 @@
+"""What the controller does after each call of the train loop, one action each.
+
+In the order ``tfresnet.training`` lists them: ``NonFiniteGuard``, ``TensorBoard``,
+``ProgressBar``, ``Evaluate``, ``EpochLog`` (the printed line and ``metrics.jsonl``),
+``TargetAccuracy``, ``CheckpointEvery``, ``Preemption``, ``Export``. Each is a few lines; a new one
+(a logger, weight averaging) is a new class in the list, not an edit of the loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Callable, Mapping
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfresnet import optim, runtime
+from tfresnet.checkpoints import Checkpointer, write_atomically
+from tfresnet.loop import Action, LoopState
+from tfresnet.runtime import TrainingError
+
+Log = Callable[[str], None]
+
+
+class Preempted(Exception):
+    """SIGTERM arrived: the run saved a checkpoint at ``step`` and stopped; rerun to resume."""
+
+    exit_code = 75  # EX_TEMPFAIL: "temporary failure, try again", what schedulers retry on
+
+    def __init__(self, step: int, checkpoint: str | None):
+        super().__init__(f"preempted (SIGTERM) at step {step}; saved {checkpoint}; run the same command to resume")
+        self.step = step
+
+
+class NonFiniteGuard(Action):
+    """Stops training at the first NaN/inf loss; the last good checkpoint stays the newest."""
+
+    def __init__(self, checkpointer: Checkpointer):
+        self.checkpointer = checkpointer
+
+    def __call__(self, state: LoopState) -> None:
+        bad = np.flatnonzero(~np.isfinite(state.losses))
+        if bad.size:
+            step = state.step - state.steps_in_call + bad[0] + 1
+            raise TrainingError(f"loss became {state.losses[bad[0]]} at step {step}; the last good checkpoint "
+                                f"({self.checkpointer.latest_checkpoint}) is kept")
+
+
+class TensorBoard(Action):
+    """``logs/train`` (loss, accuracy, learning rate, examples/s every call) and ``logs/eval`` (each epoch).
+
+    Args:
+        model_dir: The run's folder.
+        optimizer: For the learning rate.
+        global_batch_size: Examples per step, for the rate.
+        is_chief: Only the chief writes; the others write nowhere (their values are the same).
+    """
+
+    def __init__(self, model_dir: str, optimizer: keras.optimizers.Optimizer, global_batch_size: int,
+                 is_chief: bool = True):
+        self.model_dir, self.optimizer, self.batch, self.is_chief = model_dir, optimizer, global_batch_size, is_chief
+        self.writers: dict[str, tf.summary.SummaryWriter] = {}
+
+    def _writer(self, phase: str) -> tf.summary.SummaryWriter:
+        if phase not in self.writers:
+            self.writers[phase] = (tf.summary.create_file_writer(os.path.join(self.model_dir, "logs", phase))
+                                   if self.is_chief else tf.summary.create_noop_writer())
+        return self.writers[phase]
+
+    def __call__(self, state: LoopState) -> None:
+        with self._writer("train").as_default(step=state.step):
+            tf.summary.scalar("loss", float(state.losses.mean()))
+            if "accuracy" in state.train:
+                tf.summary.scalar("accuracy", state.train["accuracy"])
+            tf.summary.scalar("learning_rate", optim.current_lr(self.optimizer))
+            tf.summary.scalar("images_per_sec", state.steps_in_call * self.batch / state.seconds)
+        tests = {k[5:]: v for k, v in state.results.items() if k.startswith("test_")}
+        if tests:
+            with self._writer("eval").as_default(step=state.step):
+                for name, value in tests.items():
+                    tf.summary.scalar(name, value)
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.flush()
+
+
+class ProgressBar(Action):
+    """A Keras progress bar over each epoch, on an interactive terminal (the chief's)."""
+
+    def __init__(self, steps_per_epoch: int, is_chief: bool = True):
+        self.steps_per_epoch = steps_per_epoch
+        self.enabled = is_chief and sys.stdout.isatty()
+        self.bar: keras.utils.Progbar | None = None
+
+    def __call__(self, state: LoopState) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            self.bar = keras.utils.Progbar(self.steps_per_epoch, unit_name="step")
+        self.bar.update((state.step - 1) % self.steps_per_epoch + 1, [("loss", state.train.get("loss", 0.0))])
+        if state.epoch_end:
+            self.bar = None
+
+
+class Evaluate(Action):
+    """At each epoch's end, adds the evaluation's results to ``state.results`` as ``test_*``.
+
+    Args:
+        evaluate: ``evaluate() -> {metric: value}`` (``Task.make_evaluator``); its metric objects
+            are checkpointed, so a resumed run knows its last evaluation.
+    """
+
+    def __init__(self, evaluate: Callable[[], Mapping[str, float]]):
+        self.evaluate = evaluate
+
+    def __call__(self, state: LoopState) -> None:
+        if state.epoch_end:
+            state.results.update({f"test_{k}": v for k, v in self.evaluate().items()})
+
+
+class EpochLog(Action):
+    """At each epoch's end: the task's line (``Epoch 1, Loss: ...``) and a line of ``metrics.jsonl``.
+
+    On start, lines of ``metrics.jsonl`` past the restored step are dropped: a run killed between
+    writing a line and saving its checkpoint recomputes them instead of duplicating them.
+
+    Args:
+        model_dir: The run's folder.
+        line: ``line(epoch, results) -> str`` (``Task.epoch_line``).
+        log: Where the line goes.
+        is_chief: Only the chief prints and writes.
+    """
+
+    def __init__(self, model_dir: str, line: Callable[[int, Mapping[str, float]], str], log: Log = print,
+                 is_chief: bool = True):
+        self.path = os.path.join(model_dir, "metrics.jsonl")
+        self.line, self.log, self.is_chief = line, log, is_chief
+
+    def start(self, state: LoopState) -> None:
+        if not self.is_chief or not tf.io.gfile.exists(self.path):
+            return
+        with tf.io.gfile.GFile(self.path) as f:
+            lines = [line for line in f if line.strip()]
+        kept = [line for line in lines if json.loads(line)["step"] <= state.step]
+        if len(kept) != len(lines):
+            write_atomically(self.path, "".join(kept))
+
+    def __call__(self, state: LoopState) -> None:
+        if not (state.epoch_end and self.is_chief):
+            return
+        self.log(self.line(state.epoch, state.results))
+        with tf.io.gfile.GFile(self.path, "a") as f:
+            f.write(json.dumps({"epoch": state.epoch, "step": state.step, **state.results}) + "\n")
+
+
+class TargetAccuracy(Action):
+    """Stops at the first epoch whose test accuracy reaches ``target`` (MLPerf-style time to accuracy).
+
+    The last evaluation is checkpointed with the run, so the same command again finds the target
+    reached and trains no further, while a higher target resumes.
+
+    Args:
+        target: Test accuracy to reach, a fraction.
+        eval_metrics: The evaluation's metric objects (restored with the checkpoint).
+        log: Where the line goes.
+    """
+
+    def __init__(self, target: float, eval_metrics: Mapping[str, keras.metrics.Metric], log: Log = print):
+        self.target, self.eval_metrics, self.log = target, eval_metrics, log
+        self.accuracy = eval_metrics["accuracy"]
+
+    def start(self, state: LoopState) -> None:
+        # The restored evaluation of the checkpoint (none at step 0: its count is 0).
+        if state.step and float(self.accuracy.count) > 0 and float(self.accuracy.result()) >= self.target:
+            state.results = {f"test_{k}": float(m.result()) for k, m in self.eval_metrics.items()}
+            self.log(f"Test accuracy {float(self.accuracy.result()):.2%} of step {state.step} already reaches "
+                     f"target_accuracy {self.target:.2%}; nothing to train")
+            state.stop = "target reached"
+
+    def __call__(self, state: LoopState) -> None:
+        if state.results.get("test_accuracy", -1.0) >= self.target:
+            state.stop = "target reached"
+            self.log(f"Reached target_accuracy {self.target:.2%} at epoch {state.epoch} (step {state.step}), "
+                     f"{time.perf_counter() - state.started:.1f} s after the start of training")
+
+
+class CheckpointEvery(Action):
+    """Saves every ``every`` steps, at the end of training, and when an action stops it.
+
+    The epoch's log line goes before the checkpoint (the action order): a crash in between
+    repeats the line's steps on restart, and ``EpochLog`` drops the stale line.
+    """
+
+    def __init__(self, checkpointer: Checkpointer, every: int):
+        self.checkpointer, self.interval = checkpointer, every
+
+    def __call__(self, state: LoopState) -> None:
+        if state.step % self.interval == 0 or state.finished:
+            self.checkpointer.save(state.step)
+
+
+class Preemption(Action):
+    """SIGTERM checkpoints at the next call's end, on every worker at the same step, and stops.
+
+    While training, SIGTERM only sets a flag. After each call of the train loop the workers
+    combine their flags (one small all-gather under ``MultiWorkerMirroredStrategy``), so when any
+    one of them is signalled, all save the same step and raise ``Preempted`` (exit status 75);
+    the same command resumes bitwise. This is the guarantee of
+    ``tf.distribute.experimental.PreemptionCheckpointHandler``, which this does not use: on GCE
+    CPU and TPU VMs (Colab among them) its ``save_checkpoint_if_preempted`` does nothing, and it
+    restores at construction from its own manager, bypassing ``Checkpointer.restore``'s fallback
+    past a corrupt checkpoint and the workers' agreement on the step.
+    """
+
+    def __init__(self, checkpointer: Checkpointer, strategy: tf.distribute.Strategy):
+        self.checkpointer, self.strategy = checkpointer, strategy
+        self.flag = threading.Event()
+        self.previous = None
+
+    def start(self, state: LoopState) -> None:
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            self.previous = signal.signal(signal.SIGTERM, lambda *_: self.flag.set())
+
+    def __call__(self, state: LoopState) -> None:
+        # Every worker takes part in the gather, signalled or not, on every call.
+        if any(runtime.gather_from_workers(self.strategy, int(self.flag.is_set()))) and not state.finished:
+            raise Preempted(state.step, self.checkpointer.save(state.step))
+
+    def close(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+            self.previous = None
+
+
+class Export(Action):
+    """At the end of training, writes the task's exported model (``model.keras``, ``saved_model/``).
+
+    Only the chief, and only if this run trained (a finished run started again exports nothing).
+    """
+
+    def __init__(self, export: Callable[[], None], is_chief: bool = True):
+        self.export, self.is_chief = export, is_chief
+
+    def end(self, state: LoopState) -> None:
+        if self.is_chief and state.step > state.start_step:
+            self.export()

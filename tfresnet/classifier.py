@@ -1,0 +1,58 @@
+"""``ImageClassifier``: the base of every image model (input checks, float32 classifier head)."""
+
+from __future__ import annotations
+
+import keras
+
+
+class ImageClassifier(keras.Model):
+    """Base of the image models: input checks and the float32 classifier head."""
+
+    def __init__(self, num_classes: int, sync_batchnorm: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.sync_batchnorm = sync_batchnorm
+        self._in_channels: int | None = None
+
+    def build(self, input_shape):
+        # Subclassed models create their variables by tracing ``call`` once on a symbolic input;
+        # load_model() calls this too, so a reloaded model is complete before weights are set.
+        self._in_channels = input_shape[-1]
+        self.compute_output_spec(keras.KerasTensor(tuple(input_shape)))
+        # Only now do all BatchNorm layers exist (blocks make their shortcut's in build()).
+        # Synchronised BN computes batch statistics over all replicas of a tf.distribute strategy,
+        # so a step equals the single-device step on the same global batch.
+        for layer in self._flatten_layers():
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.synchronized = self.sync_batchnorm
+
+    def check_inputs(self, x) -> None:
+        """Rejects inputs of the wrong rank, dtype, or channel count, naming shapes."""
+        shape = tuple(x.shape)
+        if len(shape) != 4:
+            raise ValueError(
+                f"{self.name} expects images shaped (batch, height, width, channels), got shape {shape}"
+            )
+        dtype = keras.backend.standardize_dtype(x.dtype)
+        if "float" not in dtype:
+            raise TypeError(
+                f"{self.name} expects floating-point images, got dtype {dtype} with shape {shape}; "
+                "cast and scale them first (tfresnet.data does)"
+            )
+        if self._in_channels is None:
+            self._in_channels = shape[-1]
+        elif shape[-1] != self._in_channels:
+            raise ValueError(
+                f"{self.name} was built for {self._in_channels} input channels (shape "
+                f"(batch, h, w, {self._in_channels})), got shape {shape}"
+            )
+
+    def make_head(self) -> keras.layers.Layer | None:
+        # float32 logits under mixed precision: a float16 softmax/cross-entropy overflows.
+        if not self.num_classes:
+            return None
+        low = keras.config.dtype_policy().compute_dtype in ("float16", "bfloat16")
+        return keras.layers.Dense(self.num_classes, dtype="float32" if low else None, name="predictions")
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "sync_batchnorm": self.sync_batchnorm}

@@ -1,0 +1,208 @@
+"""Command line: ``tfresnet-train --flagfile=flags/mnist.cfg`` (or ``python -m tfresnet.train``).
+
+The only module that knows absl flags. There is one flag per ``TrainConfig`` field, with the
+field's default; ``main`` builds the config and calls ``tfresnet.training.train`` or, with
+``--mode=eval`` (``tfresnet-eval``), ``tfresnet.training.evaluate``, for every task. Bad values are
+a one-line error and exit status 2 (``--verbose`` shows the traceback); a preempted run exits 75.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+from absl import flags
+
+from tfresnet import config as config_lib
+from tfresnet.config import TrainConfig
+
+FLAGS = flags.FlagValues()  # our own registry: importing tfresnet never touches absl's global one
+
+_HELP = {
+    "task": "What to train, a name in tfresnet.tasks.TASKS: classify (images), fewshot (keyword spotting).",
+    "model": "Model name (tfresnet.list_models()); default: the task's own (mnist_resnet, protores).",
+    "dataset": "mnist, fashion_mnist, cifar10, cifar100, imagenette, imagenet2012, folder, npz or synthetic.",
+    "data_dir": "TFDS data dir (local or gs://), the .npz file, or the image folder.",
+    "train_split": "Training split; TFDS slicing allowed, e.g. train[:2000].",
+    "eval_split": "Evaluation split.",
+    "image_size": "Image side for ImageNet-style and folder datasets.",
+    "augment": "Training augmentation, a name in tfresnet.augment.AUGMENTATIONS (default: the dataset's).",
+    "model_options": "Model constructor options as key=value (JSON values), comma-separated, e.g. "
+                     "zero_init_residual=true or widths=[8,12,16].",
+    "model_dir": "Where checkpoints, TensorBoard logs, metrics.jsonl and the exported model go.",
+    "epochs": "Training epochs (ignored when train_steps is set).",
+    "train_steps": "Total training steps; overrides epochs.",
+    "batch_size": "GLOBAL batch size, split evenly over replicas.",
+    "eval_batch_size": "GLOBAL evaluation batch size.",
+    "steps_per_loop": "Training steps per tf.function call.",
+    "target_accuracy": "Stop at the first epoch whose test accuracy reaches this fraction, e.g. 0.994.",
+    "optimizer": "A name in tfresnet.optim.OPTIMIZERS (an unknown name lists them).",
+    "learning_rate": "Base learning rate.",
+    "lr_scale_batch": "If set, learning_rate *= batch_size / lr_scale_batch.",
+    "lr_schedule": "A name in tfresnet.optim.SCHEDULES (an unknown name lists them).",
+    "lr_boundaries": "Piecewise schedule: steps at which the rate is multiplied by lr_decay.",
+    "lr_decay": "Piecewise schedule factor.",
+    "warmup_steps": "Linear warm-up steps (cosine, onecycle).",
+    "momentum": "SGD momentum.",
+    "nesterov": "Nesterov momentum.",
+    "weight_decay": "Decoupled weight decay (Keras), for sgd, adam and adamw alike; 0 is none, adamw "
+                    "included. Never on BatchNorm parameters or biases.",
+    "label_smoothing": "Label smoothing.",
+    "clip_norm": "Clip gradients to this global norm.",
+    "precision": f"One of {', '.join(config_lib.PRECISIONS)}.",
+    "jit_compile": "XLA-compile the steps (default: on for GPU/TPU; on CPU only for task fewshot, where it is faster).",
+    "strategy": f"One of {', '.join(config_lib.STRATEGIES)}.",
+    "tpu": "TPU name or grpc:// address (--strategy=tpu); empty or 'local' on Colab / TPU VMs.",
+    "seed": "Seed of initialisation, data order and augmentation.",
+    "deterministic": "Bitwise-repeatable ops (tf.config.experimental.enable_op_determinism).",
+    "n_way": "Few-shot: classes per episode (one episode per replica per step).",
+    "k_shot": "Few-shot: support examples per class.",
+    "n_query": "Few-shot: query examples per class.",
+    "episodes_per_epoch": "Few-shot: training steps per epoch.",
+    "eval_episodes": "Few-shot: episodes over held-out keywords per evaluation.",
+    "mode": f"One of {', '.join(config_lib.MODES)}.",
+    "export": "Write model.keras and a serving SavedModel to model_dir at the end.",
+    "keep_checkpoints": "Checkpoints to keep.",
+    "checkpoint_every": "Save every N steps (default: every epoch).",
+    "verbose": "Show tracebacks for errors.",
+}
+
+
+def _define_flags() -> None:
+    for field in dataclasses.fields(TrainConfig):
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        kind = str(field.type).replace(" | None", "")
+        help_ = _HELP[field.name]
+        if kind == "bool":
+            flags.DEFINE_bool(field.name, default, help_, flag_values=FLAGS)
+        elif kind == "int":
+            flags.DEFINE_integer(field.name, default, help_, flag_values=FLAGS)
+        elif kind == "float":
+            flags.DEFINE_float(field.name, default, help_, flag_values=FLAGS)
+        elif kind == "str":
+            flags.DEFINE_string(field.name, default, help_, flag_values=FLAGS)
+        else:  # tuples and the options dict: comma-separated lists
+            flags.DEFINE_list(field.name, [f"{k}={v}" for k, v in default.items()] if isinstance(default, dict)
+                              else [str(v) for v in default], help_, flag_values=FLAGS)
+
+
+_define_flags()
+
+
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow and probes devices with stderr muted: its C++ start-up lines (oneDNN,
+    CUDA probing) go straight to file descriptor 2 and would bury one-line errors."""
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf  # noqa: PLC0415
+
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _join_options(items: Sequence[str]) -> list[str]:
+    """Re-joins JSON values that the list flag split at their commas (``widths=[8``, ``12``, ``16]``)."""
+    joined: list[str] = []
+    for item in items:
+        if joined and "=" not in item:
+            joined[-1] += f",{item}"
+        else:
+            joined.append(item)
+    return joined
+
+
+def _parse_option(item: str) -> tuple[str, Any]:
+    key, sep, value = item.partition("=")
+    if not sep:
+        raise ValueError(f"--model_options: expected key=value, got {item!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
+def config_from_flags(argv: Sequence[str]) -> TrainConfig:
+    """Parses ``argv`` (``argv[0]`` is the program) into a validated ``TrainConfig``.
+
+    Raises:
+        flags.Error: a flag is unknown, malformed, or a flag file is missing.
+        ValueError: a value is out of range or not one of the choices.
+    """
+    FLAGS.unparse_flags()
+    rest = FLAGS(list(argv))
+    if len(rest) > 1:
+        raise flags.Error(f"unexpected arguments {rest[1:]} (flags look like --name=value)")
+    values = {}
+    for field in dataclasses.fields(TrainConfig):
+        value = FLAGS[field.name].value
+        if field.name == "lr_boundaries":
+            try:
+                value = tuple(int(v) for v in value)
+            except ValueError:
+                raise ValueError(f"lr_boundaries: expected integers, got {value}") from None
+        elif field.name == "model_options":
+            value = dict(_parse_option(v) for v in _join_options(value))
+        values[field.name] = value
+    return TrainConfig(**values)
+
+
+def main(argv: Sequence[str], mode: str | None = None) -> int:
+    """Runs the command line; returns the exit status."""
+    prog = "tfresnet-eval" if mode == "eval" else "tfresnet-train"
+    verbose = any(a in ("--verbose", "--verbose=true", "--verbose=True") for a in argv)
+    # TensorFlow's C++ start-up chatter would bury the one-line errors below.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "2")
+    try:
+        cfg = config_from_flags(argv)
+        if mode:
+            cfg = cfg.replace(mode=mode)
+        # Late imports: --help and flag errors answer without loading TensorFlow.
+        if not verbose:
+            _import_tensorflow_quietly()
+        from tfresnet import training  # noqa: PLC0415
+
+        training.check_names(cfg)  # an unknown name fails before any data is read
+        if cfg.mode == "eval":
+            training.evaluate(cfg)
+        else:
+            training.train(cfg)
+    except flags.Error as err:
+        print(f"{prog}: error: {str(err).removeprefix('ERROR:: ')}", file=sys.stderr)
+        return 2
+    except (ValueError, KeyError, FileNotFoundError, TypeError) as err:
+        if verbose:
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return 2
+    except Exception as err:  # TrainingError, TensorFlow errors: still one line unless --verbose
+        if hasattr(err, "exit_code"):  # training.Preempted: checkpoint saved, rerun to resume
+            print(f"{prog}: {err}", file=sys.stderr)
+            return err.exit_code
+        if verbose:
+            raise
+        text = str(err).strip().splitlines()
+        print(f"{prog}: error: {type(err).__name__}: {text[0] if text else ''}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run() -> None:
+    """Console script ``tfresnet-train`` (and ``python -m tfresnet.train``)."""
+    sys.exit(main(sys.argv))
+
+
+def run_eval() -> None:
+    """Console script ``tfresnet-eval``: top-1/top-5 of the newest checkpoint in --model_dir."""
+    sys.exit(main(sys.argv, mode="eval"))
+
+
+if __name__ == "__main__":
+    run()

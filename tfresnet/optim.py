@@ -1,0 +1,119 @@
+"""Optimizers and learning-rate schedules, by name: ``make_optimizer(cfg, total_steps)``.
+
+Both are name-to-factory tables (``OPTIMIZERS``, ``SCHEDULES``): adding one is one entry here, and
+an unknown name is a one-line error listing the valid ones. Everything is a stock Keras optimizer
+or schedule.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Union
+
+import keras
+import tensorflow as tf
+
+from tfresnet.config import TrainConfig
+from tfresnet.registry import Registry
+
+LearningRate = Union[float, keras.optimizers.schedules.LearningRateSchedule]
+SCHEDULES: Registry[Callable[[TrainConfig, int], LearningRate]] = Registry("lr_schedule")
+OPTIMIZERS: Registry[Callable[[TrainConfig, LearningRate], keras.optimizers.Optimizer]] = Registry("optimizer")
+
+# One-cycle (Smith 2018): the rate starts at this fraction of the peak and ends at ONECYCLE_END of it.
+ONECYCLE_START, ONECYCLE_END = 0.04, 1e-4
+
+
+@SCHEDULES.register("constant")
+def constant(cfg: TrainConfig, total_steps: int) -> LearningRate:
+    """The base learning rate throughout."""
+    return cfg.base_learning_rate
+
+
+@SCHEDULES.register("piecewise")
+def piecewise(cfg: TrainConfig, total_steps: int) -> LearningRate:
+    """Multiplied by ``lr_decay`` at each of ``lr_boundaries`` (He et al.: /10 at 32k and 48k)."""
+    lr = cfg.base_learning_rate
+    if not cfg.lr_boundaries:
+        raise ValueError("lr_schedule=piecewise needs lr_boundaries (steps)")
+    values = [lr * cfg.lr_decay**i for i in range(len(cfg.lr_boundaries) + 1)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(list(cfg.lr_boundaries), values)
+
+
+@SCHEDULES.register("cosine")
+def cosine(cfg: TrainConfig, total_steps: int) -> LearningRate:
+    """Cosine decay to 0 over the run, after a linear warm-up from 0 of ``warmup_steps``."""
+    lr = cfg.base_learning_rate
+    if cfg.warmup_steps:
+        return keras.optimizers.schedules.CosineDecay(
+            0.0, max(1, total_steps - cfg.warmup_steps), warmup_target=lr, warmup_steps=cfg.warmup_steps)
+    return keras.optimizers.schedules.CosineDecay(lr, total_steps)
+
+
+@SCHEDULES.register("onecycle")
+def onecycle(cfg: TrainConfig, total_steps: int) -> LearningRate:
+    """One-cycle (Smith 2018): linear from 4% of the peak up to it, then cosine down to 0.01% of it.
+
+    The rise takes ``warmup_steps`` (default 30% of the run). This is exactly Keras'
+    ``CosineDecay`` with a warm-up (``tests/test_optim.py`` checks it against the formula).
+    """
+    lr = cfg.base_learning_rate
+    warmup = cfg.warmup_steps or max(1, int(0.3 * total_steps))
+    return keras.optimizers.schedules.CosineDecay(
+        lr * ONECYCLE_START, max(1, total_steps - warmup), alpha=ONECYCLE_END, warmup_target=lr, warmup_steps=warmup)
+
+
+def _common(cfg: TrainConfig, learning_rate: LearningRate) -> dict:
+    # Keras applies weight decay whenever it is not None, so 0 means none rather than a no-op op.
+    return {"learning_rate": learning_rate, "global_clipnorm": cfg.clip_norm,
+            "weight_decay": cfg.weight_decay or None}
+
+
+@OPTIMIZERS.register("sgd")
+def sgd(cfg: TrainConfig, learning_rate: LearningRate) -> keras.optimizers.Optimizer:
+    """SGD with ``momentum`` (Nesterov with ``nesterov``); ``weight_decay`` decoupled (Keras)."""
+    return keras.optimizers.SGD(momentum=cfg.momentum, nesterov=cfg.nesterov, **_common(cfg, learning_rate))
+
+
+@OPTIMIZERS.register("adam")
+def adam(cfg: TrainConfig, learning_rate: LearningRate) -> keras.optimizers.Optimizer:
+    """Adam; ``weight_decay`` decoupled (Keras), none by default."""
+    return keras.optimizers.Adam(**_common(cfg, learning_rate))
+
+
+@OPTIMIZERS.register("adamw")
+def adamw(cfg: TrainConfig, learning_rate: LearningRate) -> keras.optimizers.Optimizer:
+    """AdamW with exactly ``weight_decay`` (Keras' own default of 0.004 is never slipped in)."""
+    return keras.optimizers.AdamW(**{**_common(cfg, learning_rate), "weight_decay": cfg.weight_decay})
+
+
+def make_schedule(cfg: TrainConfig, total_steps: int) -> LearningRate:
+    """The learning rate of ``cfg.lr_schedule``: a float or a Keras schedule of the optimizer step."""
+    return SCHEDULES.get(cfg.lr_schedule)(cfg, total_steps)
+
+
+def make_optimizer(cfg: TrainConfig, total_steps: int) -> keras.optimizers.Optimizer:
+    """``cfg.optimizer`` with its schedule, weight decay (not on BN or biases), clipping and loss scaling.
+
+    Args:
+        cfg: The run's configuration.
+        total_steps: Length of the run, for schedules that decay over it.
+
+    Returns:
+        A Keras optimizer; wrapped in ``LossScaleOptimizer`` for ``mixed_float16``.
+    """
+    opt = OPTIMIZERS.get(cfg.optimizer)(cfg, make_schedule(cfg, total_steps))
+    # Decaying BatchNorm's scale/shift or biases only hurts (Goyal et al. 2017, "no bias decay").
+    opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    if cfg.precision == "mixed_float16":
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt
+
+
+def base_optimizer(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+    """The optimizer inside a ``LossScaleOptimizer``, or ``optimizer`` itself."""
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+def current_lr(optimizer: keras.optimizers.Optimizer) -> float:
+    """The learning rate at the optimizer's current step (Keras evaluates schedules for us)."""
+    return float(tf.convert_to_tensor(base_optimizer(optimizer).learning_rate))

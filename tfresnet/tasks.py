@@ -1,0 +1,327 @@
+"""Tasks: what differs between kinds of training, behind one interface the engine drives.
+
+A task (after Model Garden's ``base_task.Task``) supplies the model, the inputs, the forward pass
+of a batch and the metrics; the step factories (``tfresnet.steps``), the controller
+(``tfresnet.loop``), its actions and the checkpoints are the same for every task. Two are built in:
+
+* ``classify``: images to labels (``ClassificationTask``): MNIST, CIFAR, ImageNet, folders,
+  ``.npz``, synthetic.
+* ``fewshot``: few-shot keyword spotting (``FewShotTask``): a prototypical network around the
+  ``protores`` encoder, trained on N-way K-shot episodes of some keywords and evaluated on
+  episodes of keywords it never saw.
+
+A new task subclasses ``Task`` and is one entry in ``TASKS``.
+"""
+
+from __future__ import annotations
+
+import abc
+import itertools
+import os
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfresnet import audio, data, episodes, models, steps
+from tfresnet.config import TrainConfig
+from tfresnet.protores import PrototypicalNetwork
+from tfresnet.registry import Registry
+from tfresnet.runtime import Runtime
+
+Metrics = Mapping[str, keras.metrics.Metric]
+
+
+class Task(abc.ABC):
+    """One kind of training. Built from the run's config and runtime; ``load_data`` comes first.
+
+    After ``load_data``: ``input_shape``, ``num_classes`` (None for encoders), and when training
+    ``steps_per_epoch`` and ``total_steps``.
+
+    Args:
+        cfg: The run's configuration.
+        rt: The run's strategy, XLA and precision.
+    """
+
+    name: ClassVar[str]
+    default_model: ClassVar[str]
+    # XLA by default on CPU too (it always is on GPU/TPU): only where it measured faster there.
+    xla_on_cpu: ClassVar[bool] = False
+
+    def __init__(self, cfg: TrainConfig, rt: Runtime):
+        self.cfg, self.runtime = cfg, rt
+        self.model_name = cfg.model or self.default_model
+        self.input_shape: tuple[int, ...] = ()
+        self.num_classes: int | None = None
+        self.steps_per_epoch = 0
+
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.train_steps or self.cfg.epochs * self.steps_per_epoch
+
+    # -- data ----------------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def load_data(self, training: bool) -> None:
+        """Finds the examples: the training split (and the evaluation split unless
+        ``mode=train``) when ``training``, only the evaluation split otherwise."""
+
+    @abc.abstractmethod
+    def train_iterator(self, start_step: int) -> Iterator:
+        """Distributed training batches from ``start_step`` on: the ones an uninterrupted run sees."""
+
+    @abc.abstractmethod
+    def eval_batches(self) -> Iterable:
+        """One pass of distributed evaluation batches."""
+
+    # -- model and steps -----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def build_model(self) -> keras.Model:
+        """The trained model (call inside ``Runtime.scope()``)."""
+
+    @abc.abstractmethod
+    def build_metrics(self, training: bool) -> dict[str, keras.metrics.Metric]:
+        """Metric objects of the training or the evaluation phase (inside ``Runtime.scope()``)."""
+
+    @property
+    @abc.abstractmethod
+    def global_batch_size(self) -> int:
+        """Examples (or episodes) per step over all replicas: the loss divisor."""
+
+    @abc.abstractmethod
+    def forward(self, model: keras.Model) -> steps.Forward:
+        """``forward(batch, training) -> (per-example losses, outputs)``."""
+
+    @abc.abstractmethod
+    def metrics_update(self, metrics: Metrics) -> steps.UpdateMetrics:
+        """``update(batch, per-example losses, outputs)`` of ``metrics``."""
+
+    def make_train_loop(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, metrics: Metrics):
+        """``train_loop(iterator, n)``: ``steps.make_train_loop`` on this task's forward pass."""
+        return steps.make_train_loop(model, optimizer, self.forward(model), self.metrics_update(metrics),
+                                     self.global_batch_size, self.runtime.strategy, self.runtime.jit_compile)
+
+    def make_evaluator(self, model: keras.Model, metrics: Metrics) -> Callable[[], dict[str, float]]:
+        """``evaluate() -> {metric: value}``: one pass over ``eval_batches`` from reset metrics."""
+        step = steps.make_eval_step(self.forward(model), self.metrics_update(metrics), self.runtime.strategy,
+                                    self.runtime.jit_compile)
+
+        def evaluate() -> dict[str, float]:
+            for metric in metrics.values():
+                metric.reset_state()
+            for batch in self.eval_batches():
+                step(batch)
+            return {name: float(m.result()) for name, m in metrics.items()}
+
+        return evaluate
+
+    # -- records, lines and export -------------------------------------------------------------------
+
+    def run_record(self) -> dict[str, Any]:
+        """What ``run.json`` holds: a model directory never mixes checkpoints of two models."""
+        return {"task": self.name, "model": self.model_name, "num_classes": self.num_classes,
+                "input_shape": list(self.input_shape), "model_options": dict(self.cfg.model_options)}
+
+    @abc.abstractmethod
+    def epoch_line(self, epoch: int, results: Mapping[str, float]) -> str:
+        """The line printed after each epoch (``results``: train metrics and ``test_*``)."""
+
+    @abc.abstractmethod
+    def eval_line(self, step: int, results: Mapping[str, float]) -> str:
+        """The line ``tfresnet-eval`` prints."""
+
+    def export_model(self, model: keras.Model) -> keras.Model:
+        """The model that is exported (the trained one by default)."""
+        return model
+
+    def export(self, model: keras.Model, model_dir: str) -> None:
+        """Writes ``model.keras`` and a serving SavedModel (``saved_model/``) to ``model_dir``."""
+        exported = self.export_model(model)
+        exported.save(os.path.join(model_dir, "model.keras"))
+        exported.export(os.path.join(model_dir, "saved_model"), verbose=False)
+
+
+class ClassificationTask(Task):
+    """Image classification: ``(images, labels)`` batches, cross-entropy, top-1/top-5 accuracy."""
+
+    name = "classify"
+    default_model = "mnist_resnet"
+
+    def __init__(self, cfg: TrainConfig, rt: Runtime):
+        super().__init__(cfg, rt)
+        for field in ("batch_size", "eval_batch_size"):
+            if getattr(cfg, field) % rt.replicas:
+                raise ValueError(f"{field} {getattr(cfg, field)} is not divisible by the {rt.replicas} replicas")
+        self.train_source = self.eval_source = None
+        self.loss_fn = steps.make_loss(cfg.label_smoothing)
+
+    def load_data(self, training: bool) -> None:
+        cfg = self.cfg
+        if cfg.dataset == "synthetic":
+            if not training:
+                raise ValueError("dataset 'synthetic' has nothing to evaluate on; name a real dataset")
+            spec = models.model_spec(self.model_name)
+            self.input_shape = ((cfg.image_size, cfg.image_size, spec.input_shape[2]) if cfg.image_size
+                                else spec.input_shape)
+            self.num_classes = spec.num_classes
+            self.steps_per_epoch = cfg.train_steps or 100
+            return
+        if training:
+            self.train_source = data.load_source(cfg.dataset, cfg.train_split, cfg.data_dir, cfg.image_size)
+        if not training or cfg.mode != "train":
+            self.eval_source = data.load_source(cfg.dataset, cfg.eval_split, cfg.data_dir, cfg.image_size)
+        source = self.train_source or self.eval_source
+        self.input_shape, self.num_classes = source.recipe.image_shape, source.num_classes
+        if training:
+            self.steps_per_epoch = self.train_source.steps_per_epoch(cfg.batch_size)
+            if self.steps_per_epoch == 0:
+                raise ValueError(f"batch_size {cfg.batch_size} is larger than the {self.train_source.num_examples} "
+                                 f"examples of {cfg.dataset} {cfg.train_split}")
+
+    def train_iterator(self, start_step: int) -> Iterator:
+        cfg, strategy = self.cfg, self.runtime.strategy
+        if self.train_source is None:
+            dist = strategy.distribute_datasets_from_function(
+                lambda ctx: data.synthetic(self.input_shape, self.num_classes, cfg.batch_size, cfg.seed, ctx))
+            # Keep one batch on the device(s) and reuse it: no host-to-device copy per step.
+            return itertools.repeat(next(iter(dist)))
+        # In-memory sources keep a fixed element order (cheap), which exact resume relies on.
+        in_memory = self.train_source.images is not None
+        return iter(strategy.distribute_datasets_from_function(
+            lambda ctx: data.make_dataset(self.train_source, cfg.batch_size, training=True, seed=cfg.seed,
+                                          start_step=start_step, input_context=ctx, augment=cfg.augment,
+                                          deterministic=cfg.deterministic or in_memory)))
+
+    def eval_batches(self) -> Iterable:
+        return self.runtime.strategy.distribute_datasets_from_function(
+            lambda ctx: data.make_dataset(self.eval_source, self.cfg.eval_batch_size, training=False,
+                                          input_context=ctx))
+
+    def build_model(self) -> keras.Model:
+        return models.create_model(self.model_name, num_classes=self.num_classes, input_shape=self.input_shape,
+                                   **self.cfg.model_options)
+
+    def build_metrics(self, training: bool) -> dict[str, keras.metrics.Metric]:
+        return steps.make_metrics("train" if training else "test", top5=not training and self.num_classes > 5)
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.cfg.batch_size
+
+    def forward(self, model: keras.Model) -> steps.Forward:
+        return steps.classifier_forward(model, self.loss_fn)
+
+    def metrics_update(self, metrics: Metrics) -> steps.UpdateMetrics:
+        return steps.classifier_metrics_update(metrics)
+
+    def epoch_line(self, epoch: int, results: Mapping[str, float]) -> str:
+        line = f"Epoch {epoch}, Loss: {results['loss']:.4f}, Accuracy: {results['accuracy'] * 100:.2f}"
+        if "test_loss" in results:
+            line += f", Test Loss: {results['test_loss']:.4f}, Test Accuracy: {results['test_accuracy'] * 100:.2f}"
+        return line
+
+    def eval_line(self, step: int, results: Mapping[str, float]) -> str:
+        return f"Eval {self.cfg.eval_split} at step {step}: " + ", ".join(f"{k}: {v:.4f}" for k, v in results.items())
+
+
+class FewShotTask(Task):
+    """Few-shot keyword spotting: N-way K-shot episodes, one per replica per step.
+
+    Trains a ``PrototypicalNetwork`` around the registered encoder (``protores``) on episodes of
+    the training keywords (episode ``i`` a pure function of ``(seed + 2, i)``), and evaluates it on
+    ``eval_episodes`` fixed episodes of keywords it never saw. The exported model is the encoder:
+    spectrograms to embeddings.
+    """
+
+    name = "fewshot"
+    default_model = "protores"
+    xla_on_cpu = True  # 1.8x (default widths) to 2.2x more episodes/s on 2 CPU cores (BENCHMARKS.md)
+
+    def __init__(self, cfg: TrainConfig, rt: Runtime):
+        super().__init__(cfg, rt)
+        if cfg.eval_episodes % rt.replicas:
+            raise ValueError(f"eval_episodes {cfg.eval_episodes} is not divisible by the {rt.replicas} replicas")
+        self.train_examples: tuple[np.ndarray, np.ndarray] | None = None
+        self.eval_examples: tuple[np.ndarray, np.ndarray] | None = None
+
+    def load_data(self, training: bool) -> None:
+        cfg = self.cfg
+        features, labels = audio.keyword_data(cfg.dataset, cfg.data_dir, cfg.seed)
+        seen, held_out = episodes.split_classes(labels)
+        if training:
+            self.train_examples = features[seen], labels[seen]
+        if not training or cfg.mode != "train":
+            self.eval_examples = features[held_out], labels[held_out]
+        self.input_shape = tuple(features.shape[1:])
+        self.steps_per_epoch = cfg.episodes_per_epoch
+        # Fail now, not inside the input pipeline, if the split cannot make such episodes.
+        for examples in (self.train_examples, self.eval_examples):
+            if examples is not None:
+                episodes.episodes(*examples, cfg.n_way, cfg.k_shot, cfg.n_query, 1)
+
+    def _episodes(self, examples, ctx: tf.distribute.InputContext, seed: int, start: int = 0,
+                  count: int | None = None) -> tf.data.Dataset:
+        return episodes.episodes(*examples, self.cfg.n_way, self.cfg.k_shot, self.cfg.n_query, count, seed=seed,
+                                 start=start, num_shards=ctx.num_input_pipelines, shard=ctx.input_pipeline_id)
+
+    def train_iterator(self, start_step: int) -> Iterator:
+        # Step s trains on episodes s*R ... s*R + R-1 (R replicas): resuming generates nothing before them.
+        start = start_step * self.runtime.replicas
+        return iter(self.runtime.strategy.distribute_datasets_from_function(
+            lambda ctx: self._episodes(self.train_examples, ctx, self.cfg.seed + 2, start)))
+
+    def eval_batches(self) -> Iterable:
+        return self.runtime.strategy.distribute_datasets_from_function(
+            lambda ctx: self._episodes(self.eval_examples, ctx, self.cfg.seed + 1, count=self.cfg.eval_episodes))
+
+    def build_model(self) -> keras.Model:
+        encoder = models.create_model(self.model_name, input_shape=self.input_shape, **self.cfg.model_options)
+        return PrototypicalNetwork(encoder, name=f"{self.model_name}_prototypical")
+
+    def build_metrics(self, training: bool) -> dict[str, keras.metrics.Metric]:
+        prefix = "train" if training else "test"
+        return {"loss": keras.metrics.Mean(name=f"{prefix}_loss"),
+                "accuracy": keras.metrics.Mean(name=f"{prefix}_accuracy")}
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.runtime.replicas  # episodes per step
+
+    def forward(self, model: keras.Model) -> steps.Forward:
+        def forward(batch, training):
+            support, query = batch
+            loss, accuracy = model(support, query, training=training)
+            return loss[None], accuracy  # one episode: a batch of one loss
+
+        return forward
+
+    def metrics_update(self, metrics: Metrics) -> steps.UpdateMetrics:
+        def update(batch, per_episode, accuracy):
+            metrics["loss"].update_state(per_episode)
+            metrics["accuracy"].update_state(accuracy)
+
+        return update
+
+    def _shape(self) -> str:
+        return f"{self.cfg.n_way}-way {self.cfg.k_shot}-shot"
+
+    def epoch_line(self, epoch: int, results: Mapping[str, float]) -> str:
+        line = f"Epoch {epoch}, Loss: {results['loss']:.4f}, Accuracy: {results['accuracy'] * 100:.2f}"
+        if "test_loss" in results:
+            line += (f", Test Loss: {results['test_loss']:.4f}, Test Accuracy: {results['test_accuracy'] * 100:.2f} "
+                     f"({self._shape()}, held-out keywords)")
+        return line
+
+    def eval_line(self, step: int, results: Mapping[str, float]) -> str:
+        return (f"Eval held-out keywords at step {step}: loss: {results['loss']:.4f}, accuracy: "
+                f"{results['accuracy']:.4f} ({self._shape()}, {self.cfg.eval_episodes} episodes)")
+
+    def export_model(self, model: keras.Model) -> keras.Model:
+        return model.encoder
+
+
+TASKS: Registry[type[Task]] = Registry("task")
+TASKS.register("classify", ClassificationTask)
+TASKS.register("fewshot", FewShotTask)

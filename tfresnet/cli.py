@@ -168,7 +168,7 @@ def main(argv: Sequence[str], mode: str | None = None) -> int:
             _import_tensorflow_quietly()
         from tfresnet import training  # noqa: PLC0415
 
-        training.check_names(cfg)  # an unknown name fails before any data is read
+        # Both check every name (training.check_names) before any data is read.
         if cfg.mode == "eval":
             training.evaluate(cfg)
         else:

@@ -82,7 +82,7 @@ def create_model(
         valid = valid - set(spec.kwargs) - {"num_classes"}
         for option in options:
             if option not in valid:
-                raise ValueError(str(unknown_name(f"option of model {name!r}", option, sorted(valid))))
+                raise unknown_name(f"option of model {name!r}", option, sorted(valid))
     kwargs = {"name": name, **spec.kwargs, **options}
     if spec.num_classes is None:
         if num_classes:

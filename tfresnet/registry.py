@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar
+from typing import Any, Callable, Generic, Mapping, TypeVar
 
 T = TypeVar("T")
 
@@ -59,15 +59,6 @@ class Registry(Generic[T]):
         """Registered names, sorted."""
         return sorted(self._entries)
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._entries
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
@@ -90,11 +81,6 @@ class ModelSpec:
     num_classes: int | None
     reference: str = ""
     task: str = "classify"
-
-    @property
-    def cls(self) -> Callable[..., Any]:
-        """The builder (the model class for every built-in model)."""
-        return self.builder
 
 
 MODELS: Registry[ModelSpec] = Registry("model")

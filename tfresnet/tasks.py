@@ -124,9 +124,16 @@ class Task(abc.ABC):
         return {"task": self.name, "model": self.model_name, "num_classes": self.num_classes,
                 "input_shape": list(self.input_shape), "model_options": dict(self.cfg.model_options)}
 
-    @abc.abstractmethod
+    # What the test figures of the epoch line are about, e.g. " (5-way 1-shot, held-out keywords)".
+    eval_note = ""
+
     def epoch_line(self, epoch: int, results: Mapping[str, float]) -> str:
         """The line printed after each epoch (``results``: train metrics and ``test_*``)."""
+        line = f"Epoch {epoch}, Loss: {results['loss']:.4f}, Accuracy: {results['accuracy'] * 100:.2f}"
+        if "test_loss" in results:
+            line += (f", Test Loss: {results['test_loss']:.4f}, Test Accuracy: {results['test_accuracy'] * 100:.2f}"
+                     + self.eval_note)
+        return line
 
     @abc.abstractmethod
     def eval_line(self, step: int, results: Mapping[str, float]) -> str:
@@ -216,12 +223,6 @@ class ClassificationTask(Task):
     def metrics_update(self, metrics: Metrics) -> steps.UpdateMetrics:
         return steps.classifier_metrics_update(metrics)
 
-    def epoch_line(self, epoch: int, results: Mapping[str, float]) -> str:
-        line = f"Epoch {epoch}, Loss: {results['loss']:.4f}, Accuracy: {results['accuracy'] * 100:.2f}"
-        if "test_loss" in results:
-            line += f", Test Loss: {results['test_loss']:.4f}, Test Accuracy: {results['test_accuracy'] * 100:.2f}"
-        return line
-
     def eval_line(self, step: int, results: Mapping[str, float]) -> str:
         return f"Eval {self.cfg.eval_split} at step {step}: " + ", ".join(f"{k}: {v:.4f}" for k, v in results.items())
 
@@ -307,12 +308,9 @@ class FewShotTask(Task):
     def _shape(self) -> str:
         return f"{self.cfg.n_way}-way {self.cfg.k_shot}-shot"
 
-    def epoch_line(self, epoch: int, results: Mapping[str, float]) -> str:
-        line = f"Epoch {epoch}, Loss: {results['loss']:.4f}, Accuracy: {results['accuracy'] * 100:.2f}"
-        if "test_loss" in results:
-            line += (f", Test Loss: {results['test_loss']:.4f}, Test Accuracy: {results['test_accuracy'] * 100:.2f} "
-                     f"({self._shape()}, held-out keywords)")
-        return line
+    @property
+    def eval_note(self) -> str:
+        return f" ({self._shape()}, held-out keywords)"
 
     def eval_line(self, step: int, results: Mapping[str, float]) -> str:
         return (f"Eval held-out keywords at step {step}: loss: {results['loss']:.4f}, accuracy: "

@@ -9,6 +9,7 @@ checkpoint, and the data position is re-derived from the step.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import tensorflow as tf
@@ -33,10 +34,10 @@ def check_names(cfg: TrainConfig) -> type[tasks.Task]:
     """
     task = tasks.TASKS.get(cfg.task)
     model = cfg.model or task.default_model
-    if models.model_spec(model).task != cfg.task:
-        raise ValueError(f"model {model!r} is trained by task {models.model_spec(model).task!r}, not {cfg.task!r}; "
-                         f"use --task={models.model_spec(model).task} or another model "
-                         f"({', '.join(models.list_models(cfg.task))})")
+    trained_by = models.model_spec(model).task
+    if trained_by != cfg.task:
+        raise ValueError(f"model {model!r} is trained by task {trained_by!r}, not {cfg.task!r}; use "
+                         f"--task={trained_by} or another model ({', '.join(models.list_models(cfg.task))})")
     optim.OPTIMIZERS.get(cfg.optimizer)
     optim.SCHEDULES.get(cfg.lr_schedule)
     if cfg.augment is not None:
@@ -74,8 +75,7 @@ class Run:
             if cfg.jit_compile:  # asked for: refuse; on only by default (GPU): turn it off and say so
                 raise ValueError(f"jit_compile: {reason}; use --jit_compile=false or drop sync_batchnorm")
             log(f"XLA is off: {reason} (--jit_compile=false silences this)")
-            self.runtime = runtime.Runtime(self.runtime.strategy, False, self.runtime.precision)
-            self.task.runtime = self.runtime
+            self.runtime = self.task.runtime = dataclasses.replace(self.runtime, jit_compile=False)
         # The evaluation metrics too: a resumed run knows its last test accuracy (target_accuracy).
         metrics = {**self.train_metrics, **{f"test_{name}": m for name, m in self.eval_metrics.items()}}
         self.checkpointer = checkpoints.Checkpointer(

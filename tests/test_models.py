@@ -55,6 +55,9 @@ KERAS_COUNTS = {
 TORCHVISION_TRAINABLE = {
     "resnet18": 11_689_512,
     "resnet34": 21_797_672,
+    "resnet50_v1_5": 25_557_032,
+    "resnet101_v1_5": 44_549_160,
+    "resnet152_v1_5": 60_192_808,
     "resnext50_32x4d": 25_028_904,
     "resnext101_32x8d": 88_791_336,
 }

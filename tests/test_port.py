@@ -29,6 +29,21 @@ def test_port_from_keras_applications_gives_same_outputs(name, rng):
     assert diff <= 1e-4
 
 
+def test_a_port_to_other_classes_keeps_the_fresh_head_and_copies_nothing_on_a_mismatch(rng):
+    shape = (64, 64, 3)
+    theirs = port.keras_application("resnet50", None, 1000, shape)
+    tuned = tfresnet.create_model("resnet50", num_classes=5, input_shape=shape)
+    head = [w.numpy() for w in tuned.get_layer("predictions").weights]
+    with pytest.raises(ValueError, match="only in source \\[\\], only in target \\[\\]|layer predictions: source shapes"):
+        port.copy_weights(theirs, tuned)  # the 1000-class head does not fit: nothing is copied
+    assert not np.allclose(tuned.get_layer("conv1_conv").kernel.numpy(), theirs.get_layer("conv1_conv").kernel.numpy())
+    assert port.copy_weights(theirs, tuned, skip=("predictions",)) == 106  # all but the head
+    np.testing.assert_array_equal(tuned.get_layer("conv1_conv").kernel.numpy(),
+                                  theirs.get_layer("conv1_conv").kernel.numpy())
+    for variable, value in zip(tuned.get_layer("predictions").weights, head):
+        np.testing.assert_array_equal(variable.numpy(), value)
+
+
 def test_pretrained_without_network_is_a_clear_error(tmp_path):
     env = {**os.environ, "KERAS_HOME": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "3"}
     code = "import tfresnet; tfresnet.create_model('resnet50', pretrained='imagenet')"
@@ -36,8 +51,3 @@ def test_pretrained_without_network_is_a_clear_error(tmp_path):
     if proc.returncode == 0:
         pytest.skip("this machine reached the network and downloaded the weights")
     assert "RuntimeError: could not fetch ImageNet weights for resnet50" in proc.stderr
-
-
-def test_pretrained_rejects_models_without_keras_twin():
-    with pytest.raises(ValueError, match="no keras.applications twin"):
-        tfresnet.create_model("resnet18", pretrained="imagenet")

@@ -22,7 +22,10 @@ _EXPORTS = {
     "PrototypicalNetwork": "tfresnet.protores",
     "create_model": "tfresnet.models",
     "list_models": "tfresnet.models",
+    "model_spec": "tfresnet.models",
     "register_model": "tfresnet.registry",
+    "register_weights": "tfresnet.weights",
+    "Preprocessing": "tfresnet.preprocessing",
     "TrainConfig": "tfresnet.config",
 }
 __all__ = sorted(_EXPORTS)

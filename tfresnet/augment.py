@@ -63,20 +63,22 @@ def inception(image: tf.Tensor, image_shape: Sequence[int], seed: tf.Tensor) -> 
     return flip(image, image_shape, seed)
 
 
-def resize_for_eval(image: tf.Tensor, image_shape: Sequence[int], mode: str) -> tf.Tensor:
-    """Evaluation resizing: ``none``, ``resize`` (to ``image_shape``) or ``center_crop``.
+def resize_for_eval(images: tf.Tensor, image_shape: Sequence[int], mode: str, crop_fraction: float = 0.875,
+                    interpolation: str = "bilinear") -> tf.Tensor:
+    """Evaluation resizing of one image or a batch: ``none``, ``resize`` (to ``image_shape``) or ``center_crop``.
 
-    ``center_crop`` resizes the shorter side to 1/0.875 of the size, then crops the centre: the
-    standard ImageNet evaluation.
+    ``center_crop`` resizes the shorter side to ``size / crop_fraction`` (256 for 224 at the
+    standard 0.875), then cuts out the centre: the ImageNet evaluation. ``crop_fraction`` and
+    ``interpolation`` come from the weights' preprocessing record.
     """
     h, w, _ = image_shape
     if mode == "center_crop":
-        shape = tf.cast(tf.shape(image)[:2], tf.float32)
-        scale = (h / 0.875) / tf.reduce_min(shape)
-        image = tf.image.resize(image, tf.cast(tf.round(shape * scale), tf.int32), antialias=True)
-        return tf.image.resize_with_crop_or_pad(image, h, w)
+        shape = tf.cast(tf.shape(images)[-3:-1], tf.float32)
+        scale = (h / crop_fraction) / tf.reduce_min(shape)
+        images = tf.image.resize(images, tf.cast(tf.round(shape * scale), tf.int32), interpolation, antialias=True)
+        return tf.image.resize_with_crop_or_pad(images, h, w)
     if mode == "resize":
-        return tf.image.resize(image, (h, w), antialias=True)
+        return tf.image.resize(images, (h, w), interpolation, antialias=True)
     if mode != "none":
         raise ValueError(f"eval_resize: unknown value {mode!r}; expected one of center_crop, none, resize")
-    return image
+    return images

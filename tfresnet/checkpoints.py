@@ -104,13 +104,20 @@ def checkpoint_dir(model_dir: str) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def check_run_record(model_dir: str, record: Mapping[str, Any]) -> None:
-    """Refuses a ``model_dir`` whose ``run.json`` names another model, before anything is written."""
+def read_run_record(model_dir: str) -> dict[str, Any] | None:
+    """The ``run.json`` of ``model_dir`` (what was trained there), or None before the first run."""
     path = os.path.join(model_dir, RUN_RECORD)
     if not tf.io.gfile.exists(path):
-        return
+        return None
     with tf.io.gfile.GFile(path) as f:
-        previous = json.load(f)
+        return json.load(f)
+
+
+def check_run_record(model_dir: str, record: Mapping[str, Any]) -> None:
+    """Refuses a ``model_dir`` whose ``run.json`` names another model, before anything is written."""
+    previous = read_run_record(model_dir)
+    if previous is None:
+        return
     # A key the older record lacks (written before it existed) is no difference.
     differ = {k: v for k, v in record.items() if k in previous and previous[k] != v}
     if differ:

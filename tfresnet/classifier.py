@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import keras
+
+from tfresnet.preprocessing import Preprocessing
 
 
 class ImageClassifier(keras.Model):
-    """Base of the image models: input checks and the float32 classifier head."""
+    """Base of the image models: input checks, the float32 classifier head, the preprocessing record.
 
-    def __init__(self, num_classes: int, sync_batchnorm: bool = False, **kwargs):
+    Args:
+        num_classes: Classifier outputs; 0 returns the pooled features instead of logits.
+        sync_batchnorm: BatchNorm statistics over all replicas of a ``tf.distribute`` strategy.
+        preprocessing: What the weights expect of their inputs (a ``Preprocessing`` or its
+            ``to_dict()``), set by ``create_model(..., pretrained=...)``; None for a model trained
+            from scratch, whose data pipeline's own normalisation applies. It is saved in the
+            model's config, so an exported or reloaded model still knows it.
+        **kwargs: ``keras.Model`` arguments (``name``, ``dtype``).
+    """
+
+    def __init__(self, num_classes: int, sync_batchnorm: bool = False,
+                 preprocessing: Preprocessing | Mapping[str, Any] | None = None, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.sync_batchnorm = sync_batchnorm
+        self.preprocessing = None if preprocessing is None else Preprocessing.from_dict(preprocessing)
         self._in_channels: int | None = None
 
     def build(self, input_shape):
@@ -55,4 +71,5 @@ class ImageClassifier(keras.Model):
         return keras.layers.Dense(self.num_classes, dtype="float32" if low else None, name="predictions")
 
     def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes, "sync_batchnorm": self.sync_batchnorm}
+        return {**super().get_config(), "num_classes": self.num_classes, "sync_batchnorm": self.sync_batchnorm,
+                "preprocessing": None if self.preprocessing is None else self.preprocessing.to_dict()}

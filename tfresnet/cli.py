@@ -33,6 +33,12 @@ _HELP = {
     "model_options": "Model constructor options as key=value (JSON values), comma-separated, e.g. "
                      "zero_init_residual=true or widths=[8,12,16].",
     "model_dir": "Where checkpoints, TensorBoard logs, metrics.jsonl and the exported model go.",
+    "pretrained": "Start from pretrained weights: a source of the model (imagenet, torchvision, timm) or a "
+                  ".pth/.pt/.bin/.safetensors state dict. Other class counts get a fresh head; the weights' "
+                  "preprocessing is applied to the data.",
+    "freeze_backbone_epochs": "Train only the classifier head for the first N epochs (BatchNorm statistics frozen "
+                              "too); N >= epochs trains a linear probe.",
+    "backbone_lr_scale": "The backbone's learning rate as a fraction of the head's, e.g. 0.1 when fine-tuning.",
     "epochs": "Training epochs (ignored when train_steps is set).",
     "train_steps": "Total training steps; overrides epochs.",
     "batch_size": "GLOBAL batch size, split evenly over replicas.",

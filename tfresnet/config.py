@@ -43,6 +43,17 @@ class TrainConfig:
     model_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. zero_init_residual
     model_dir: str = "runs/mnist"  # checkpoints, logs, exported model
 
+    # Transfer learning: start from published weights and fine-tune (classify only).
+    # A weight source of the model (imagenet, torchvision, timm: tfresnet.weights) or a state-dict
+    # file. Its preprocessing record then replaces the dataset's normalisation everywhere.
+    pretrained: str | None = None
+    # Train only the classifier for this many epochs first (BatchNorm statistics frozen too), so a
+    # random head does not wreck the pretrained features; >= epochs trains a linear probe.
+    freeze_backbone_epochs: int = 0
+    # The backbone's learning rate relative to the head's (e.g. 0.1): pretrained features need
+    # smaller steps than a fresh classifier.
+    backbone_lr_scale: float = 1.0
+
     # How long.
     epochs: int = 10
     train_steps: int | None = None  # overrides epochs when set
@@ -105,7 +116,9 @@ class TrainConfig:
                 raise ValueError(f"{field} must be positive, got {value}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-        for field in ("weight_decay", "warmup_steps", "label_smoothing"):
+        if not self.backbone_lr_scale > 0:
+            raise ValueError(f"backbone_lr_scale must be positive, got {self.backbone_lr_scale}")
+        for field in ("weight_decay", "warmup_steps", "label_smoothing", "freeze_backbone_epochs"):
             if getattr(self, field) < 0:
                 raise ValueError(f"{field} must be >= 0, got {getattr(self, field)}")
         if self.label_smoothing >= 1:

@@ -25,9 +25,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfresnet import augment as augment_lib
+from tfresnet.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 AUTOTUNE = tf.data.AUTOTUNE
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 # The environment variable naming a folder with local copies (mnist.npz, ...); see the README.
 DATA_DIR_ENV = "TFRESNET_DATA_DIR"
@@ -49,6 +49,8 @@ class Recipe:
         tfds_name: The tensorflow-datasets name, if any.
         splits: Names of the (train, test) splits.
         in_memory: Small enough to hold as arrays.
+        fixed_size: Every stored image already has ``image_shape`` (arrays, resized folders);
+            False for streams of images of any size (ImageNet), which ``eval_resize`` fits.
     """
 
     num_classes: int
@@ -60,6 +62,12 @@ class Recipe:
     tfds_name: str | None = None
     splits: tuple[str, str] = ("train", "test")
     in_memory: bool = True
+    fixed_size: bool = True
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The dataset's own normalisation, for models trained from scratch on it."""
+        return Preprocessing.for_dataset(self.mean, self.std, self.image_shape[0])
 
 
 RECIPES: dict[str, Recipe] = {
@@ -71,10 +79,10 @@ RECIPES: dict[str, Recipe] = {
     "cifar100": Recipe(100, (32, 32, 3), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), "cifar",
                        tfds_name="cifar100"),
     "imagenette": Recipe(10, (224, 224, 3), IMAGENET_MEAN, IMAGENET_STD, "inception", "center_crop",
-                         "imagenette/full-size-v2", ("train", "validation"), in_memory=False),
+                         "imagenette/full-size-v2", ("train", "validation"), in_memory=False, fixed_size=False),
     # Manual download, as TFDS requires: put the ILSVRC2012 tars in <data_dir>/downloads/manual.
     "imagenet2012": Recipe(1000, (224, 224, 3), IMAGENET_MEAN, IMAGENET_STD, "inception", "center_crop",
-                           "imagenet2012", ("train", "validation"), in_memory=False),
+                           "imagenet2012", ("train", "validation"), in_memory=False, fixed_size=False),
 }
 SOURCES = sorted(RECIPES) + ["folder", "npz", "synthetic"]
 
@@ -251,8 +259,7 @@ def load_folder(path: str | os.PathLike, split: str, image_size: int = 256,
 
     def decode(file, label):
         image = tf.io.decode_image(tf.io.read_file(file), channels=3, expand_animations=False)
-        image = tf.image.resize(image, (image_size, image_size), antialias=True)
-        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
+        return fit_images(image, (image_size, image_size)), label
 
     stream = tf.data.Dataset.from_tensor_slices((files, np.array(labels, np.int32))).map(
         decode, num_parallel_calls=AUTOTUNE, deterministic=True)
@@ -325,9 +332,49 @@ def load_source(
 
 
 def normalize(images: tf.Tensor, recipe: Recipe) -> tf.Tensor:
-    """uint8 (or [0, 255] float) images -> float32 ``(x / 255 - mean) / std``."""
-    images = tf.cast(images, tf.float32) / 255.0
-    return (images - tf.constant(recipe.mean, tf.float32)) / tf.constant(recipe.std, tf.float32)
+    """uint8 (or [0, 255] float) images -> float32 ``(x / 255 - mean) / std`` with the dataset's statistics."""
+    return recipe.preprocessing.normalize(images)
+
+
+def fit_images(images: tf.Tensor, size: Sequence[int]) -> tf.Tensor:
+    """uint8 images (one, or a batch) of any size -> uint8 images of ``size`` (height, width).
+
+    How a folder of images is stored for the pipeline, and how the serving signature brings an
+    image of any size to the dataset's: the same resize (antialiased bilinear), rounded back to
+    uint8 pixels. Images that have the size already pass unchanged.
+    """
+    shape = tf.shape(images)[-3:-1]
+    same = tf.reduce_all(tf.equal(shape, tf.constant(tuple(size), tf.int32)))
+
+    def resize():
+        resized = tf.image.resize(images, tuple(size), antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+    return tf.cond(same, lambda: tf.cast(images, tf.uint8), resize)
+
+
+def eval_images(images: tf.Tensor, recipe: Recipe, preprocessing: Preprocessing | None = None) -> tf.Tensor:
+    """Stored uint8 images (one, or a batch) -> float32 model inputs, as evaluated.
+
+    The evaluation resizing of ``recipe`` (with the crop fraction and interpolation of
+    ``preprocessing``), then its normalisation (the dataset's own when ``preprocessing`` is None).
+    """
+    preprocessing = preprocessing or recipe.preprocessing
+    images = augment_lib.resize_for_eval(images, recipe.image_shape, recipe.eval_resize, preprocessing.crop_fraction,
+                                         preprocessing.interpolation)
+    return preprocessing.normalize(images)
+
+
+def serving_images(images: tf.Tensor, recipe: Recipe, preprocessing: Preprocessing | None = None) -> tf.Tensor:
+    """A batch of raw uint8 images of any size -> float32 model inputs: what the serving signature does.
+
+    The images are first stored as the pipeline stores them (``fit_images`` for fixed-size
+    datasets), then evaluated exactly as ``make_dataset(training=False)`` does (``eval_images``),
+    so an exported model gives the logits of the Python pipeline.
+    """
+    if recipe.fixed_size:
+        images = fit_images(images, recipe.image_shape[:2])
+    return eval_images(images, recipe, preprocessing)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -361,6 +408,7 @@ def make_dataset(
     deterministic: bool = True,
     shuffle_buffer: int = 10_000,
     augment: str | None = None,
+    preprocessing: Preprocessing | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(float32 images, int32 labels)`` from ``source``.
 
@@ -382,6 +430,8 @@ def make_dataset(
         shuffle_buffer: Shuffle buffer of streamed sources (in-memory ones shuffle fully).
         augment: Training augmentation (a name in ``tfresnet.augment.AUGMENTATIONS``); None: the
             source's recipe's.
+        preprocessing: The normalisation (and evaluation crop) that the model's weights expect,
+            e.g. ``model.preprocessing`` of a pretrained model; None: the dataset's own.
 
     Returns:
         A ``tf.data.Dataset``.
@@ -400,12 +450,18 @@ def make_dataset(
     options.deterministic = deterministic
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF  # we shard
 
+    preprocessing = preprocessing or recipe.preprocessing
+    if preprocessing.channels != recipe.image_shape[-1]:
+        raise ValueError(f"{source.name} has {recipe.image_shape[-1]}-channel images; the preprocessing record is for "
+                         f"{preprocessing.channels} channels (mean {preprocessing.mean})")
+
     def prepare(image, label, key):
         if training:
-            image = augment_fn(image, recipe.image_shape, tf.stack([tf.cast(seed, tf.int64), key]))
+            image = preprocessing.normalize(
+                augment_fn(image, recipe.image_shape, tf.stack([tf.cast(seed, tf.int64), key])))
         else:
-            image = augment_lib.resize_for_eval(image, recipe.image_shape, recipe.eval_resize)
-        return tf.ensure_shape(normalize(image, recipe), recipe.image_shape), tf.cast(label, tf.int32)
+            image = eval_images(image, recipe, preprocessing)
+        return tf.ensure_shape(image, recipe.image_shape), tf.cast(label, tf.int32)
 
     if source.images is not None:
         images, labels = tf.constant(source.images), tf.constant(source.labels)
@@ -429,7 +485,7 @@ def make_dataset(
         if not training or augment == "none":
             # Nothing per-example to do: gather and normalise whole batches (~10x less overhead).
             ds = ds.batch(per_replica, drop_remainder=training)
-            ds = ds.map(lambda i, key: (normalize(tf.gather(images, i), recipe), tf.gather(labels, i)),
+            ds = ds.map(lambda i, key: (preprocessing.normalize(tf.gather(images, i)), tf.gather(labels, i)),
                         num_parallel_calls=AUTOTUNE)
             return ds.with_options(options).prefetch(AUTOTUNE)
         ds = ds.map(take, num_parallel_calls=AUTOTUNE)

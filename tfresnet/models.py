@@ -14,7 +14,8 @@ from typing import Any, Sequence
 
 import keras
 
-from tfresnet import port, protores, resnet, tutorial  # noqa: F401 - importing them registers their models
+from tfresnet import port, protores, resnet, tutorial, weights  # noqa: F401 - importing them registers their models
+from tfresnet.preprocessing import Preprocessing
 from tfresnet.registry import MODELS, ModelSpec, register_model, unknown_name
 
 __all__ = ["create_model", "list_models", "model_spec", "register_model", "ModelSpec", "KERAS_APPLICATIONS"]
@@ -65,18 +66,31 @@ def create_model(
         input_shape: Shape of one input (``(height, width, channels)`` for images) to build the
             model on; defaults to the model's usual input. Any size works for the convolutional
             models; the dense heads of ``mnist_resnet``/``preact_resnet22`` fix it.
-        pretrained: ``"imagenet"`` loads keras.applications' ImageNet weights (models listed in
-            ``KERAS_APPLICATIONS``; needs the network or Keras' cache).
+        pretrained: Weights to start from: a source in ``weights.sources(name)`` (``imagenet``:
+            keras.applications, for its six twins; ``torchvision``/``timm``: the published
+            PyTorch checkpoints, downloaded once and cached) or the path of a PyTorch state dict
+            in torchvision's naming (``.pth``/``.pt``/``.bin`` with torch, ``.safetensors``
+            without). With ``num_classes`` other than the weights' 1000, everything but the
+            classifier is loaded and the head starts fresh (fine-tuning). The model's
+            ``preprocessing`` is then the source's record.
         **options: Constructor options of the model (e.g. ``zero_init_residual=True``,
-            ``stem="cifar"``, ``block_options={...}``).
+            ``stem="cifar"``, ``block_options={...}``, ``preprocessing=`` for a local file whose
+            weights expect other inputs than torchvision's).
 
     Returns:
         A built ``keras.Model``.
 
     Raises:
-        ValueError: unknown name or option, or ``pretrained`` not available for this model.
+        ValueError: unknown name or option, ``pretrained`` not available for this model, or a
+            weights file whose tensors do not fit it (the tensor named; nothing is loaded).
+        RuntimeError: the weights cannot be downloaded (the message names the URL).
     """
     spec = model_spec(name)
+    source = None
+    if pretrained is not None:
+        given = options.get("preprocessing")
+        source = weights.find(name, pretrained, None if given is None else Preprocessing.from_dict(given))
+        options["preprocessing"] = source.preprocessing
     valid = _options_of(spec.builder)
     if valid is not None:
         valid = valid - set(spec.kwargs) - {"num_classes"}
@@ -98,6 +112,10 @@ def create_model(
                          f"{spec.input_shape} (height, width, channels), got {input_shape}")
     model = spec.builder(**kwargs)
     model.build((None, *input_shape))
-    if pretrained is not None:
-        port.load_pretrained(model, name, pretrained)
+    if source is not None:
+        if source.layout == "keras":
+            port.load_keras_application(model, name)
+        else:
+            path = weights.fetch(source)
+            port.load_state_dict(model, weights.read_state_dict(path), where=str(path))
     return model

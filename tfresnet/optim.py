@@ -109,6 +109,31 @@ def make_optimizer(cfg: TrainConfig, total_steps: int) -> keras.optimizers.Optim
     return opt
 
 
+def scale_learning_rate(optimizer: keras.optimizers.Optimizer, variables, factor: float) -> None:
+    """Gives ``variables`` ``factor`` times the learning rate of the others (PyTorch's parameter groups).
+
+    Keras optimizers have one learning rate (schedule); every variable's update goes through
+    ``update_step(gradient, variable, learning_rate)``, which this wraps for the listed variables
+    only, so the optimizer's state, schedule and checkpoint stay what they are. Decoupled weight
+    decay is applied at the unscaled rate.
+
+    Args:
+        optimizer: The (inner, for a ``LossScaleOptimizer``) optimizer, built.
+        variables: The variables whose rate is scaled (a fine-tuned backbone).
+        factor: The scale, e.g. 0.1.
+    """
+    optimizer = base_optimizer(optimizer)
+    keys = {optimizer._var_key(v) for v in variables}
+    update_step = optimizer.update_step
+
+    def scaled_update_step(gradient, variable, learning_rate):
+        if optimizer._var_key(variable) in keys:
+            learning_rate = learning_rate * tf.cast(factor, learning_rate.dtype)
+        return update_step(gradient, variable, learning_rate)
+
+    optimizer.update_step = scaled_update_step
+
+
 def base_optimizer(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
     """The optimizer inside a ``LossScaleOptimizer``, or ``optimizer`` itself."""
     return getattr(optimizer, "inner_optimizer", optimizer)

@@ -24,8 +24,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfresnet import audio, data, episodes, models, steps
+from tfresnet import audio, checkpoints, data, episodes, models, serving, steps, weights
 from tfresnet.config import TrainConfig
+from tfresnet.preprocessing import Preprocessing
 from tfresnet.protores import PrototypicalNetwork
 from tfresnet.registry import Registry
 from tfresnet.runtime import Runtime
@@ -78,8 +79,9 @@ class Task(abc.ABC):
     # -- model and steps -----------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def build_model(self) -> keras.Model:
-        """The trained model (call inside ``Runtime.scope()``)."""
+    def build_model(self, pretrained: bool = True) -> keras.Model:
+        """The trained model (call inside ``Runtime.scope()``); ``pretrained=False`` skips loading
+        pretrained weights (evaluation restores a checkpoint over them anyway)."""
 
     @abc.abstractmethod
     def build_metrics(self, training: bool) -> dict[str, keras.metrics.Metric]:
@@ -163,22 +165,30 @@ class ClassificationTask(Task):
                 raise ValueError(f"{field} {getattr(cfg, field)} is not divisible by the {rt.replicas} replicas")
         self.train_source = self.eval_source = None
         self.loss_fn = steps.make_loss(cfg.label_smoothing)
+        # What the pretrained weights expect of their inputs; None: the dataset's own normalisation.
+        self.preprocessing: Preprocessing | None = (
+            weights.find(self.model_name, cfg.pretrained).preprocessing if cfg.pretrained else None)
 
     def load_data(self, training: bool) -> None:
         cfg = self.cfg
+        if not training and self.preprocessing is None:
+            # Evaluating a fine-tuned run: its preprocessing is in its run record.
+            record = (checkpoints.read_run_record(cfg.model_dir) or {}).get("preprocessing")
+            self.preprocessing = record and Preprocessing.from_dict(record)
+        # A fine-tuning run sees images at the size its weights were trained at, unless told otherwise.
+        image_size = cfg.image_size or (self.preprocessing.input_size if self.preprocessing else None)
         if cfg.dataset == "synthetic":
             if not training:
                 raise ValueError("dataset 'synthetic' has nothing to evaluate on; name a real dataset")
             spec = models.model_spec(self.model_name)
-            self.input_shape = ((cfg.image_size, cfg.image_size, spec.input_shape[2]) if cfg.image_size
-                                else spec.input_shape)
+            self.input_shape = ((image_size, image_size, spec.input_shape[2]) if image_size else spec.input_shape)
             self.num_classes = spec.num_classes
             self.steps_per_epoch = cfg.train_steps or 100
             return
         if training:
-            self.train_source = data.load_source(cfg.dataset, cfg.train_split, cfg.data_dir, cfg.image_size)
+            self.train_source = data.load_source(cfg.dataset, cfg.train_split, cfg.data_dir, image_size)
         if not training or cfg.mode != "train":
-            self.eval_source = data.load_source(cfg.dataset, cfg.eval_split, cfg.data_dir, cfg.image_size)
+            self.eval_source = data.load_source(cfg.dataset, cfg.eval_split, cfg.data_dir, image_size)
         source = self.train_source or self.eval_source
         self.input_shape, self.num_classes = source.recipe.image_shape, source.num_classes
         if training:
@@ -199,16 +209,33 @@ class ClassificationTask(Task):
         return iter(strategy.distribute_datasets_from_function(
             lambda ctx: data.make_dataset(self.train_source, cfg.batch_size, training=True, seed=cfg.seed,
                                           start_step=start_step, input_context=ctx, augment=cfg.augment,
-                                          deterministic=cfg.deterministic or in_memory)))
+                                          deterministic=cfg.deterministic or in_memory,
+                                          preprocessing=self.preprocessing)))
 
     def eval_batches(self) -> Iterable:
         return self.runtime.strategy.distribute_datasets_from_function(
             lambda ctx: data.make_dataset(self.eval_source, self.cfg.eval_batch_size, training=False,
-                                          input_context=ctx))
+                                          input_context=ctx, preprocessing=self.preprocessing))
 
-    def build_model(self) -> keras.Model:
+    def build_model(self, pretrained: bool = True) -> keras.Model:
+        options = dict(self.cfg.model_options)
+        if self.preprocessing is not None:
+            options["preprocessing"] = self.preprocessing
         return models.create_model(self.model_name, num_classes=self.num_classes, input_shape=self.input_shape,
-                                   **self.cfg.model_options)
+                                   pretrained=self.cfg.pretrained if pretrained else None, **options)
+
+    def run_record(self) -> dict[str, Any]:
+        # The preprocessing is part of the model: evaluating or resuming with another would be wrong.
+        return {**super().run_record(), "preprocessing": self.preprocessing.to_dict() if self.preprocessing else None}
+
+    def export(self, model: keras.Model, model_dir: str) -> None:
+        """``model.keras`` (its config holds the preprocessing record) and a SavedModel whose
+        ``serving_default`` takes raw uint8 images of any size and returns probabilities."""
+        model.save(os.path.join(model_dir, "model.keras"))
+        recipe = (self.eval_source or self.train_source).recipe
+        serving.export_classifier(model, os.path.join(model_dir, "saved_model"),
+                                  lambda images: data.serving_images(images, recipe, self.preprocessing),
+                                  self.input_shape)
 
     def build_metrics(self, training: bool) -> dict[str, keras.metrics.Metric]:
         return steps.make_metrics("train" if training else "test", top5=not training and self.num_classes > 5)
@@ -277,7 +304,7 @@ class FewShotTask(Task):
         return self.runtime.strategy.distribute_datasets_from_function(
             lambda ctx: self._episodes(self.eval_examples, ctx, self.cfg.seed + 1, count=self.cfg.eval_episodes))
 
-    def build_model(self) -> keras.Model:
+    def build_model(self, pretrained: bool = True) -> keras.Model:
         encoder = models.create_model(self.model_name, input_shape=self.input_shape, **self.cfg.model_options)
         return PrototypicalNetwork(encoder, name=f"{self.model_name}_prototypical")
 

@@ -14,7 +14,7 @@ from typing import Callable
 
 import tensorflow as tf
 
-from tfresnet import actions, augment, checkpoints, models, optim, runtime, steps, tasks
+from tfresnet import actions, augment, checkpoints, models, optim, runtime, steps, tasks, transfer
 from tfresnet.actions import Preempted
 from tfresnet.config import TrainConfig
 from tfresnet.loop import Controller
@@ -67,6 +67,8 @@ class Run:
             self.model = self.task.build_model()
             self.optimizer = optim.make_optimizer(cfg, self.task.total_steps)
             self.optimizer.build(self.model.trainable_variables)
+            if cfg.backbone_lr_scale != 1:
+                optim.scale_learning_rate(self.optimizer, transfer.backbone_variables(self.model), cfg.backbone_lr_scale)
             self.train_metrics = self.task.build_metrics(training=True)
             self.eval_metrics = self.task.build_metrics(training=False)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
@@ -112,6 +114,14 @@ class Run:
             *([actions.Export(lambda: task.export(self.model, cfg.model_dir), chief)] if cfg.export else []),
         ]
 
+    def train_loop(self) -> transfer.TrainLoop:
+        """The task's train loop; with ``freeze_backbone_epochs``, one that trains only the head first."""
+        def make():
+            return self.task.make_train_loop(self.model, self.optimizer, self.train_metrics)
+
+        frozen_steps = self.cfg.freeze_backbone_epochs * self.task.steps_per_epoch
+        return transfer.FrozenBackboneLoop(self.model, make, self.step, frozen_steps) if frozen_steps else make()
+
     def train(self) -> dict[str, float]:
         """Trains to ``total_steps``, resuming if a checkpoint exists, and exports the model.
 
@@ -126,8 +136,7 @@ class Run:
             start = self.restore()
             self.checkpointer.write_run_record(self.task.run_record())
             controller = Controller(
-                self.task.make_train_loop(self.model, self.optimizer, self.train_metrics),
-                self.task.train_iterator(start), self.step, self.train_metrics, self.task.total_steps,
+                self.train_loop(), self.task.train_iterator(start), self.step, self.train_metrics, self.task.total_steps,
                 self.task.steps_per_epoch, self.cfg.steps_per_loop, self.actions())
             return controller.run().results
 
@@ -152,7 +161,7 @@ def evaluate(cfg: TrainConfig, log: Log = print) -> dict[str, float]:
     task.load_data(training=False)
     checkpoints.check_run_record(cfg.model_dir, task.run_record())
     with rt.scope():
-        model = task.build_model()
+        model = task.build_model(pretrained=False)  # the checkpoint's weights replace them
         metrics = task.build_metrics(training=False)
     step = checkpoints.restore_weights(model, cfg.model_dir, log)
     results = task.make_evaluator(model, metrics)()

@@ -1,0 +1,42 @@
+"""The exported serving SavedModel: raw uint8 images of any size in, probabilities out.
+
+A served model must not depend on its caller knowing the preprocessing: the signature takes the
+pixels as they come from a decoder and applies the pipeline's own evaluation preprocessing
+(``tfresnet.data.serving_images``, which reads the weights' preprocessing record) inside the graph.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import keras
+import tensorflow as tf
+
+
+def export_classifier(model: keras.Model, path: str, preprocess: Callable[[tf.Tensor], tf.Tensor],
+                      input_shape: Sequence[int]) -> None:
+    """Writes a SavedModel of ``model`` with two endpoints.
+
+    * ``serving_default(images)``: uint8 ``(batch, height, width, channels)`` of any height and
+      width -> ``{"probabilities": (batch, classes), "logits": (batch, classes)}``, float32.
+    * ``serve(x)``: already preprocessed float32 ``(batch, *input_shape)`` -> logits (what
+      ``keras.Model.export`` writes).
+
+    Args:
+        model: A built classifier returning logits.
+        path: The SavedModel folder.
+        preprocess: Raw uint8 batch -> float32 model inputs (``data.serving_images``).
+        input_shape: The model's input shape ``(height, width, channels)``.
+    """
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def classify(images):
+        logits = tf.cast(model(preprocess(images), training=False), tf.float32)
+        return {"probabilities": tf.nn.softmax(logits), "logits": logits}
+
+    archive.add_endpoint("serving_default", classify, input_signature=[
+        tf.TensorSpec((None, None, None, input_shape[-1]), tf.uint8, name="images")])
+    archive.add_endpoint("serve", lambda x: model(x, training=False), input_signature=[
+        tf.TensorSpec((None, *input_shape), tf.float32, name="x")])
+    archive.write_out(path, verbose=False)

@@ -129,3 +129,26 @@ def launch_workers(model_dirs, *extra, sync_batchnorm=False):
                                       cwd=REPO, env=worker_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True))
     return procs
+
+
+def image_folder(root):
+    """Two classes of eight random 40x48 PNGs each, in the folder layout the README describes."""
+    rng = np.random.default_rng(0)
+    for cls in ("cats", "dogs"):
+        (root / cls).mkdir(parents=True)
+        for i in range(8):
+            (root / cls / f"{i}.png").write_bytes(
+                tf.io.encode_png(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).numpy())
+    return root
+
+
+def resnet50_file(folder):
+    """A random torchvision-layout ResNet-50 state dict, as ``.safetensors``."""
+    import safetensors.torch  # noqa: PLC0415
+
+    from torch_reference import random_resnet  # noqa: PLC0415
+
+    path = folder / "resnet50.safetensors"
+    safetensors.torch.save_file({k: v.contiguous() for k, v in random_resnet("resnet50_v1_5").state_dict().items()},
+                                str(path))
+    return path

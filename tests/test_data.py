@@ -125,6 +125,35 @@ def test_image_folder(tmp_path):
     assert x.shape == (8, 32, 32, 3)
 
 
+def test_class_subsets_relabel_in_order_and_draw_examples_per_class_by_seed(mnist_npz, tmp_path):
+    folder = str(mnist_npz.parent)
+    full = data.load_source("mnist", "train", folder)
+    five = data.load_source("mnist", "train", folder, classes=(5, 6, 7, 8, 9), examples_per_class=10, seed=3)
+    assert (five.num_examples, five.num_classes, five.images.shape) == (50, 5, (50, 28, 28, 1))
+    assert np.bincount(five.labels).tolist() == [10] * 5
+    # Each kept image is a training image of digit label + 5, in the file's order.
+    matches = [np.flatnonzero((full.images == img).all(axis=(1, 2, 3))) for img in five.images]
+    assert all(full.labels[m[0]] == label + 5 for m, label in zip(matches, five.labels))
+    again = data.load_source("mnist", "train", folder, classes=(5, 6, 7, 8, 9), examples_per_class=10, seed=3)
+    other = data.load_source("mnist", "train", folder, classes=(5, 6, 7, 8, 9), examples_per_class=10, seed=4)
+    np.testing.assert_array_equal(five.images, again.images)
+    assert not np.array_equal(five.images, other.images)
+    test = data.load_source("mnist", "test", folder, classes=(9, 0))  # relabelled in the order given
+    assert test.num_examples == 1009 + 980 and test.num_classes == 2 and np.bincount(test.labels).tolist() == [1009, 980]
+    with pytest.raises(ValueError, match=r"mnist train: classes \[10\] do not exist; labels are 0..9"):
+        data.load_source("mnist", "train", folder, classes=(3, 10))
+    with pytest.raises(ValueError, match="class 1 has 1 examples, fewer than examples_per_class 2"):
+        data.load_source("mnist", "train[:4]", folder, classes=(1,), examples_per_class=2)
+    # A folder's classes are its sorted sub-folders.
+    root = _write_image_folder(tmp_path / "imgs")
+    two = data.load_source("folder", "train", str(root), image_size=8, classes=(3, 1), examples_per_class=2)
+    assert (two.num_examples, two.num_classes) == (4, 2)
+    kept = [(int(y), float(np.mean(x))) for x, y in two.stream]
+    assert sorted(y for y, _ in kept) == [0, 0, 1, 1]
+    for label, brightness in kept:  # class c was painted 40 * c: label 0 is "yak" (3), label 1 "dog" (1)
+        assert abs(brightness - (40 * (3, 1)[label] + 9.5)) < 4
+
+
 def test_synthetic_shapes():
     ds = data.synthetic((20, 24, 5), num_classes=7, batch_size=6)
     x1, y1 = next(iter(ds))

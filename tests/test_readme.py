@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import MNIST_NPZ, README, REPO, local
+from conftest import MNIST_NPZ, README, REPO, image_folder, local, resnet50_file
 
 BIN = os.path.dirname(sys.executable)
 
@@ -54,11 +54,16 @@ def test_cli_commands_run(tmp_path):
         # Later flags override the flag file: a short run of the same command.
         short = ["--train_split=train[:256]", "--eval_split=test[:256]", "--epochs=1", f"--model_dir={run_dir}",
                  "--noexport"]
+        if stem == "finetune_folder":
+            # Your images: a small folder; ImageNet weights: a random PyTorch ResNet-50 saved the same way
+            # (offline), which takes the same path through the port.
+            short = [f"--data_dir={image_folder(tmp_path / 'images')}", f"--pretrained={resnet50_file(tmp_path)}",
+                     "--image_size=32", "--batch_size=4", "--eval_batch_size=4", *short[2:]]
         proc = subprocess.run(words + short, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, (command, proc.stderr[-2000:])
         assert ("Epoch 1, Loss:" if words[0] == "tfresnet-train" else "Eval test[:256]") in proc.stdout
         ran += 1
-    assert ran == 4
+    assert ran == 5
 
 
 def test_tensorboard_command_starts(tmp_path):

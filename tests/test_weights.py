@@ -188,3 +188,20 @@ def test_downloads_are_cached_and_offline_is_a_one_line_error(resnet18_files, tm
         tfresnet.create_model("resnet18", pretrained="offline")
     assert "pretrained='/path/to/resnet18-offline.pth'" in str(err.value) and "\n" not in str(err.value)
     assert not list((tmp_path / "home" / "models" / "tfresnet").glob("resnet18-offline*"))
+
+
+def test_a_saved_tfresnet_model_fine_tunes_with_a_fresh_head(tmp_path, rng):
+    shape = (16, 16, 3)
+    source = tfresnet.create_model("resnet20_cifar", num_classes=10, input_shape=shape)
+    source.save(tmp_path / "pretrained.keras")
+    tuned = tfresnet.create_model("resnet20_cifar", num_classes=4, input_shape=shape,
+                                  pretrained=str(tmp_path / "pretrained.keras"))
+    x = rng.uniform(0, 1, (2, *shape)).astype("float32")
+    np.testing.assert_allclose(tuned.extract_features(x)["pooled"], source.extract_features(x)["pooled"], atol=1e-6)
+    assert tuned.get_layer("predictions").kernel.shape == (64, 4)
+    assert tuned.preprocessing is None  # saved without a record: its dataset's normalisation applies
+    with pytest.raises(ValueError, match="pretrained.keras: cannot port .* only in target .*nothing was loaded"):
+        tfresnet.create_model("resnet32_cifar", input_shape=shape, pretrained=str(tmp_path / "pretrained.keras"))
+    (tmp_path / "broken.keras").write_bytes(b"PK not really")
+    with pytest.raises(ValueError, match="cannot read .*broken.keras as a saved Keras model"):
+        tfresnet.create_model("resnet20_cifar", pretrained=str(tmp_path / "broken.keras"))

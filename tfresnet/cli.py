@@ -30,6 +30,9 @@ _HELP = {
     "eval_split": "Evaluation split.",
     "image_size": "Image side for ImageNet-style and folder datasets.",
     "augment": "Training augmentation, a name in tfresnet.augment.AUGMENTATIONS (default: the dataset's).",
+    "classes": "Train and evaluate on these labels only, relabelled 0..n-1 in this order, e.g. 5,6,7,8,9 "
+               "(a folder's classes are its sorted sub-folders).",
+    "examples_per_class": "Keep this many training examples of each class, drawn with --seed.",
     "model_options": "Model constructor options as key=value (JSON values), comma-separated, e.g. "
                      "zero_init_residual=true or widths=[8,12,16].",
     "model_dir": "Where checkpoints, TensorBoard logs, metrics.jsonl and the exported model go.",
@@ -148,11 +151,11 @@ def config_from_flags(argv: Sequence[str]) -> TrainConfig:
     values = {}
     for field in dataclasses.fields(TrainConfig):
         value = FLAGS[field.name].value
-        if field.name == "lr_boundaries":
+        if field.name in ("lr_boundaries", "classes"):
             try:
                 value = tuple(int(v) for v in value)
             except ValueError:
-                raise ValueError(f"lr_boundaries: expected integers, got {value}") from None
+                raise ValueError(f"{field.name}: expected integers, got {value}") from None
         elif field.name == "model_options":
             value = dict(_parse_option(v) for v in _join_options(value))
         values[field.name] = value

@@ -40,6 +40,10 @@ class TrainConfig:
     eval_split: str = "test"
     image_size: int | None = None  # ImageNet-style and folder datasets only
     augment: str | None = None  # tfresnet.augment.AUGMENTATIONS; None: the dataset's own (data.RECIPES)
+    # A class subset, relabelled 0..n-1 in this order (both splits); () is all classes.
+    classes: tuple[int, ...] = ()
+    # Training examples kept per class, drawn with the seed (few-shot / transfer studies); None: all.
+    examples_per_class: int | None = None
     model_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. zero_init_residual
     model_dir: str = "runs/mnist"  # checkpoints, logs, exported model
 
@@ -110,7 +114,7 @@ class TrainConfig:
                       "k_shot", "n_query", "episodes_per_epoch", "eval_episodes"):
             if getattr(self, field) <= 0:
                 raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
-        for field in ("train_steps", "checkpoint_every", "image_size", "lr_scale_batch"):
+        for field in ("train_steps", "checkpoint_every", "image_size", "lr_scale_batch", "examples_per_class"):
             value = getattr(self, field)
             if value is not None and value <= 0:
                 raise ValueError(f"{field} must be positive, got {value}")

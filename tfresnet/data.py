@@ -217,8 +217,52 @@ def _load_tfds(name: str, recipe: Recipe, split: str, data_dir: str | None) -> S
     return Source(name, split, recipe, num_examples, stream=stream)
 
 
+def choose_examples(labels: np.ndarray, num_classes: int, classes: Sequence[int] = (),
+                    examples_per_class: int | None = None, seed: int = 0,
+                    where: str = "dataset") -> tuple[np.ndarray, np.ndarray]:
+    """Which examples a class subset keeps, and their new labels.
+
+    Args:
+        labels: Labels of all examples, in order.
+        num_classes: The dataset's label count.
+        classes: Labels to keep, relabelled ``0 .. len(classes) - 1`` in this order (digits 5-9
+            become 0-4); empty keeps all.
+        examples_per_class: Keep this many of each class, drawn with ``seed`` (few-shot and
+            transfer experiments); None keeps all.
+        seed: Seeds the draw.
+        where: Names the data in errors.
+
+    Returns:
+        ``(indices, labels)``: the kept examples' positions, ascending, and their new labels.
+
+    Raises:
+        ValueError: a class outside the dataset, repeated, or with fewer examples than asked for.
+    """
+    classes = list(classes) or list(range(num_classes))
+    bad = [c for c in classes if not 0 <= c < num_classes]
+    if bad:
+        raise ValueError(f"{where}: classes {bad} do not exist; labels are 0..{num_classes - 1}")
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"{where}: classes {classes} repeat a class")
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in classes:
+        found = np.flatnonzero(labels == c)
+        if examples_per_class is not None:
+            if len(found) < examples_per_class:
+                raise ValueError(f"{where}: class {c} has {len(found)} examples, fewer than examples_per_class "
+                                 f"{examples_per_class}")
+            found = rng.permutation(found)[:examples_per_class]
+        keep.append(found)
+    indices = np.sort(np.concatenate(keep))
+    relabel = np.full(num_classes, -1, np.int32)
+    relabel[classes] = np.arange(len(classes), dtype=np.int32)
+    return indices, relabel[labels[indices]]
+
+
 def load_folder(path: str | os.PathLike, split: str, image_size: int = 256,
-                validation_fraction: float = 0.1) -> Source:
+                validation_fraction: float = 0.1, classes: Sequence[int] = (),
+                examples_per_class: int | None = None, seed: int = 0) -> Source:
     """Images in ``path/<class>/*.{jpg,jpeg,png}``; classes are the sorted sub-folder names.
 
     If ``path/train`` and ``path/test`` exist they are the splits; otherwise a fixed,
@@ -229,6 +273,8 @@ def load_folder(path: str | os.PathLike, split: str, image_size: int = 256,
         split: ``train`` or ``test``.
         image_size: Images are resized to ``image_size`` x ``image_size``.
         validation_fraction: Held-out share when the folder has no split sub-folders.
+        classes, examples_per_class, seed: A subset (``choose_examples``); a class is the index
+            of its sub-folder in sorted order.
 
     Returns:
         A streamed ``Source`` with 3-channel images.
@@ -240,11 +286,11 @@ def load_folder(path: str | os.PathLike, split: str, image_size: int = 256,
         raise ValueError(f"unknown split {split!r} for an image folder; expected 'train' or 'test'")
     split_dirs = (root / "train").is_dir() and (root / "test").is_dir()
     base = root / split if split_dirs else root
-    classes = sorted(d.name for d in base.iterdir() if d.is_dir())
-    if not classes:
+    class_names = sorted(d.name for d in base.iterdir() if d.is_dir())
+    if not class_names:
         raise ValueError(f"{base} has no class sub-folders; expected {base}/<class>/<image>.jpg")
     files, labels = [], []
-    for label, cls in enumerate(classes):
+    for label, cls in enumerate(class_names):
         found = sorted(p for p in (base / cls).iterdir() if p.is_file())
         if not found:
             raise ValueError(f"class folder {base / cls} is empty")
@@ -261,10 +307,13 @@ def load_folder(path: str | os.PathLike, split: str, image_size: int = 256,
         image = tf.io.decode_image(tf.io.read_file(file), channels=3, expand_animations=False)
         return fit_images(image, (image_size, image_size)), label
 
-    stream = tf.data.Dataset.from_tensor_slices((files, np.array(labels, np.int32))).map(
+    chosen, labels = choose_examples(np.array(labels, np.int32), len(class_names), classes, examples_per_class, seed,
+                                     f"image folder {base}")
+    files = [files[i] for i in chosen]
+    stream = tf.data.Dataset.from_tensor_slices((files, labels)).map(
         decode, num_parallel_calls=AUTOTUNE, deterministic=True)
-    recipe = Recipe(len(classes), (image_size, image_size, 3), IMAGENET_MEAN, IMAGENET_STD, "flip", "none",
-                    in_memory=False)
+    recipe = Recipe(len(classes) or len(class_names), (image_size, image_size, 3), IMAGENET_MEAN, IMAGENET_STD,
+                    "flip", "none", in_memory=False)
     return Source(f"folder:{root}", split, recipe, len(files), stream=stream)
 
 
@@ -273,6 +322,9 @@ def load_source(
     split: str = "train",
     data_dir: str | None = None,
     image_size: int | None = None,
+    classes: Sequence[int] = (),
+    examples_per_class: int | None = None,
+    seed: int = 0,
 ) -> Source:
     """Finds the examples of ``split`` of dataset ``name``.
 
@@ -285,10 +337,29 @@ def load_source(
         data_dir: TFDS data directory (a local path or ``gs://`` bucket), the ``.npz`` file, or
             the image folder.
         image_size: Side of the preprocessed images, for ImageNet-style and folder sources.
+        classes: Only these labels, relabelled ``0 .. len(classes) - 1`` in this order (MNIST
+            digits 5-9 as a 5-class task); empty: all.
+        examples_per_class: Only this many examples of each class, drawn with ``seed``.
+        seed: Seeds that draw.
 
     Returns:
         A ``Source``.
     """
+    if classes or examples_per_class is not None:
+        if name == "folder":
+            if not data_dir:
+                raise ValueError("dataset 'folder' needs data_dir: a folder with one sub-folder per class")
+            return load_folder(data_dir, split, image_size or 256, classes=classes,
+                               examples_per_class=examples_per_class, seed=seed)
+        source = load_source(name, split, data_dir, image_size)
+        if source.images is None:
+            raise ValueError(f"classes and examples_per_class need a dataset held in memory (mnist, cifar10, npz, "
+                             f"...) or a folder, not the stream of {source.name}")
+        chosen, labels = choose_examples(source.labels, source.num_classes, classes, examples_per_class, seed,
+                                         f"{source.name} {split}")
+        recipe = dataclasses.replace(source.recipe, num_classes=len(classes) or source.num_classes)
+        return dataclasses.replace(source, recipe=recipe, num_examples=len(chosen), images=source.images[chosen],
+                                   labels=labels)
     if name == "synthetic":
         raise ValueError("synthetic data has no source; use tfresnet.data.synthetic()")
     if name == "folder":

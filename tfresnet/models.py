@@ -49,6 +49,13 @@ def _options_of(builder: Any) -> set[str] | None:
     return {p.name for p in params}
 
 
+def accepts_option(name: str, option: str) -> bool:
+    """Whether ``create_model(name, **{option: ...})`` is valid (a user's builder may not take it)."""
+    spec = model_spec(name)
+    valid = _options_of(spec.builder)
+    return valid is None or (option in valid and option not in spec.kwargs)
+
+
 def create_model(
     name: str,
     num_classes: int | None = None,
@@ -70,7 +77,7 @@ def create_model(
             keras.applications, for its six twins; ``torchvision``/``timm``: the published
             PyTorch checkpoints, downloaded once and cached) or the path of a PyTorch state dict
             in torchvision's naming (``.pth``/``.pt``/``.bin`` with torch, ``.safetensors``
-            without). With ``num_classes`` other than the weights' 1000, everything but the
+            without), or a saved tfresnet model (``.keras``, e.g. a run's ``model.keras``). With ``num_classes`` other than the weights' 1000, everything but the
             classifier is loaded and the head starts fresh (fine-tuning). The model's
             ``preprocessing`` is then the source's record.
         **options: Constructor options of the model (e.g. ``zero_init_residual=True``,
@@ -90,7 +97,8 @@ def create_model(
     if pretrained is not None:
         given = options.get("preprocessing")
         source = weights.find(name, pretrained, None if given is None else Preprocessing.from_dict(given))
-        options["preprocessing"] = source.preprocessing
+        if source.preprocessing is not None:
+            options["preprocessing"] = source.preprocessing
     valid = _options_of(spec.builder)
     if valid is not None:
         valid = valid - set(spec.kwargs) - {"num_classes"}
@@ -115,6 +123,8 @@ def create_model(
     if source is not None:
         if source.layout == "keras":
             port.load_keras_application(model, name)
+        elif source.layout == "tfresnet":
+            port.load_saved_model(model, source.path)
         else:
             path = weights.fetch(source)
             port.load_state_dict(model, weights.read_state_dict(path), where=str(path))

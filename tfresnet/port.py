@@ -119,6 +119,30 @@ def load_keras_application(model: keras.Model, name: str) -> int:
     return copy_weights(twin, model, skip=() if _keeps_head(model, 1000) else (HEAD,))
 
 
+def load_saved_model(model: keras.Model, path: str) -> int:
+    """Loads the weights of a saved tfresnet model (``.keras``) into ``model``, by layer name.
+
+    The classifier is copied when its class count equals ``model``'s, else ``model`` keeps its
+    fresh head: pretraining on some classes, fine-tuning on others.
+
+    Returns:
+        The number of layers loaded.
+
+    Raises:
+        ValueError: the file cannot be loaded, or its layers differ from ``model``'s.
+    """
+    try:
+        source = keras.models.load_model(path, compile=False)
+    except Exception as err:  # zip, JSON and deserialisation errors: not a model file of ours
+        raise ValueError(f"cannot load {path} as a saved tfresnet model ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0][:200] if str(err) else 'no detail'})") from None
+    keep = _keeps_head(model, getattr(source, "num_classes", -1))
+    try:
+        return copy_weights(source, model, skip=() if keep else (HEAD,))
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}; nothing was loaded") from None
+
+
 # --------------------------------------------------------------------------------------------------
 # PyTorch state dicts (torchvision's naming, which timm's ResNets share)
 # --------------------------------------------------------------------------------------------------

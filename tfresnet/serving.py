@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 
 
-def export_classifier(model: keras.Model, path: str, preprocess: Callable[[tf.Tensor], tf.Tensor],
+def export_classifier(model: keras.Model, path: str, preprocess: Callable[[tf.Tensor], tf.Tensor] | None,
                       input_shape: Sequence[int]) -> None:
     """Writes a SavedModel of ``model`` with two endpoints.
 
@@ -25,7 +25,9 @@ def export_classifier(model: keras.Model, path: str, preprocess: Callable[[tf.Te
     Args:
         model: A built classifier returning logits.
         path: The SavedModel folder.
-        preprocess: Raw uint8 batch -> float32 model inputs (``data.serving_images``).
+        preprocess: Raw uint8 batch -> float32 model inputs (``data.serving_images``); None (a
+            model trained on synthetic data, which has no pixel format) exports ``serve`` alone,
+            which then is the default signature.
         input_shape: The model's input shape ``(height, width, channels)``.
     """
     archive = keras.export.ExportArchive()
@@ -35,8 +37,9 @@ def export_classifier(model: keras.Model, path: str, preprocess: Callable[[tf.Te
         logits = tf.cast(model(preprocess(images), training=False), tf.float32)
         return {"probabilities": tf.nn.softmax(logits), "logits": logits}
 
-    archive.add_endpoint("serving_default", classify, input_signature=[
-        tf.TensorSpec((None, None, None, input_shape[-1]), tf.uint8, name="images")])
+    if preprocess is not None:
+        archive.add_endpoint("serving_default", classify, input_signature=[
+            tf.TensorSpec((None, None, None, input_shape[-1]), tf.uint8, name="images")])
     archive.add_endpoint("serve", lambda x: model(x, training=False), input_signature=[
         tf.TensorSpec((None, *input_shape), tf.float32, name="x")])
     archive.write_out(path, verbose=False)

@@ -186,9 +186,10 @@ class ClassificationTask(Task):
             self.steps_per_epoch = cfg.train_steps or 100
             return
         if training:
-            self.train_source = data.load_source(cfg.dataset, cfg.train_split, cfg.data_dir, image_size)
+            self.train_source = data.load_source(cfg.dataset, cfg.train_split, cfg.data_dir, image_size, cfg.classes,
+                                                 cfg.examples_per_class, cfg.seed)
         if not training or cfg.mode != "train":
-            self.eval_source = data.load_source(cfg.dataset, cfg.eval_split, cfg.data_dir, image_size)
+            self.eval_source = data.load_source(cfg.dataset, cfg.eval_split, cfg.data_dir, image_size, cfg.classes)
         source = self.train_source or self.eval_source
         self.input_shape, self.num_classes = source.recipe.image_shape, source.num_classes
         if training:
@@ -219,8 +220,11 @@ class ClassificationTask(Task):
 
     def build_model(self, pretrained: bool = True) -> keras.Model:
         options = dict(self.cfg.model_options)
-        if self.preprocessing is not None:
-            options["preprocessing"] = self.preprocessing
+        source = self.train_source or self.eval_source
+        # Every trained model records its preprocessing, so its model.keras can be fine-tuned or served.
+        if (self.preprocessing is not None or source is not None) and models.accepts_option(self.model_name,
+                                                                                               "preprocessing"):
+            options["preprocessing"] = self.preprocessing or source.recipe.preprocessing
         return models.create_model(self.model_name, num_classes=self.num_classes, input_shape=self.input_shape,
                                    pretrained=self.cfg.pretrained if pretrained else None, **options)
 
@@ -232,10 +236,10 @@ class ClassificationTask(Task):
         """``model.keras`` (its config holds the preprocessing record) and a SavedModel whose
         ``serving_default`` takes raw uint8 images of any size and returns probabilities."""
         model.save(os.path.join(model_dir, "model.keras"))
-        recipe = (self.eval_source or self.train_source).recipe
-        serving.export_classifier(model, os.path.join(model_dir, "saved_model"),
-                                  lambda images: data.serving_images(images, recipe, self.preprocessing),
-                                  self.input_shape)
+        source = self.eval_source or self.train_source
+        # Synthetic data has no pixels to describe: only the float endpoint is exported then.
+        preprocess = source and (lambda images: data.serving_images(images, source.recipe, self.preprocessing))
+        serving.export_classifier(model, os.path.join(model_dir, "saved_model"), preprocess, self.input_shape)
 
     def build_metrics(self, training: bool) -> dict[str, keras.metrics.Metric]:
         return steps.make_metrics("train" if training else "test", top5=not training and self.num_classes > 5)

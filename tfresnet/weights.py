@@ -6,7 +6,8 @@
   ``torchvision`` or ``timm`` (the published PyTorch checkpoints, downloaded once into
   ``$KERAS_HOME/models/tfresnet``, ``~/.keras`` by default);
 * a local file: a PyTorch state dict in torchvision's naming (``.pth``/``.pt``/``.bin`` read with
-  torch, ``.safetensors`` read with the ``safetensors`` package, no torch needed).
+  torch, ``.safetensors`` read with the ``safetensors`` package, no torch needed), or a tfresnet
+  model saved as ``.keras`` (the ``model.keras`` a run exports: fine-tune your own pretraining).
 
 Every source records the preprocessing its weights expect (``tfresnet.preprocessing``); the model
 built from it keeps that record. A source is one ``register_weights`` line, as timm's
@@ -16,8 +17,10 @@ built from it keeps that record. A source is one ``register_weights`` line, as t
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pathlib
+import zipfile
 from typing import Mapping
 
 import numpy as np
@@ -25,9 +28,10 @@ import numpy as np
 from tfresnet.preprocessing import CAFFE, INCEPTION, TORCHVISION, Preprocessing
 from tfresnet.registry import Registry, unknown_name
 
-LAYOUTS = ("keras", "torch")
+LAYOUTS = ("keras", "torch", "tfresnet")
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 STATE_DICT_SUFFIXES = TORCH_SUFFIXES + (".safetensors",)
+FILE_SUFFIXES = STATE_DICT_SUFFIXES + (".keras",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,9 +41,11 @@ class WeightSource:
     Attributes:
         model: The registered model they fit.
         source: The source's name (``imagenet``, ``torchvision``, ``timm``, or a file path).
-        preprocessing: What the weights expect of their inputs.
-        layout: ``keras`` (copied by layer name from the keras.applications twin) or ``torch``
-            (a PyTorch state dict in torchvision's naming: ``layer1.0.conv1.weight``).
+        preprocessing: What the weights expect of their inputs; None only for a ``.keras`` model
+            saved without a record (its dataset's own normalisation then applies).
+        layout: ``keras`` (copied by layer name from the keras.applications twin), ``torch``
+            (a PyTorch state dict in torchvision's naming: ``layer1.0.conv1.weight``) or
+            ``tfresnet`` (a saved tfresnet model, copied by layer name).
         url: Where a ``torch`` file is downloaded from (None for ``keras`` and local files).
         path: A local file to read instead of downloading.
         file_name: Name of the downloaded file in the cache (default: the URL's last part).
@@ -47,7 +53,7 @@ class WeightSource:
 
     model: str
     source: str
-    preprocessing: Preprocessing
+    preprocessing: Preprocessing | None
     layout: str = "torch"
     url: str | None = None
     path: str | None = None
@@ -90,7 +96,7 @@ def sources(model: str) -> list[str]:
 
 def is_file_path(pretrained: str) -> bool:
     """Whether ``pretrained`` names a local file rather than a registered source."""
-    return os.sep in pretrained or pretrained.endswith(STATE_DICT_SUFFIXES)
+    return os.sep in pretrained or pretrained.endswith(FILE_SUFFIXES)
 
 
 def find(model: str, pretrained: str, preprocessing: Preprocessing | None = None) -> WeightSource:
@@ -98,23 +104,26 @@ def find(model: str, pretrained: str, preprocessing: Preprocessing | None = None
 
     Args:
         model: A registered model name.
-        pretrained: A registered source or a local state-dict file.
-        preprocessing: For a local file, what its weights expect (default: torchvision's).
+        pretrained: A registered source, or a local file: a state dict, or a saved ``.keras`` model.
+        preprocessing: Overrides the record (for a state dict, torchvision's is assumed; a
+            ``.keras`` model carries its own).
 
     Raises:
-        ValueError: unknown source for this model (the valid ones listed), or a local file that
-            is not a state dict.
+        ValueError: unknown source for this model (the valid ones listed), or a local file of
+            another format.
         FileNotFoundError: a local file that does not exist.
     """
     if not isinstance(pretrained, str) or not pretrained:
         raise ValueError(f"pretrained must be a source name or a file path, got {pretrained!r}")
     if is_file_path(pretrained):
         path = pathlib.Path(pretrained).expanduser()
-        if path.suffix not in STATE_DICT_SUFFIXES:
+        if path.suffix not in FILE_SUFFIXES:
             raise ValueError(f"pretrained file {path}: unknown format {path.suffix!r}; expected a PyTorch state dict "
-                             f"({', '.join(STATE_DICT_SUFFIXES)})")
+                             f"({', '.join(STATE_DICT_SUFFIXES)}) or a saved tfresnet model (.keras)")
         if not path.is_file():
             raise FileNotFoundError(f"pretrained file not found: {path}")
+        if path.suffix == ".keras":
+            return WeightSource(model, str(path), preprocessing or saved_preprocessing(path), "tfresnet", path=str(path))
         return WeightSource(model, str(path), preprocessing or TORCHVISION, "torch", path=str(path))
     valid = sources(model)
     if pretrained not in valid:
@@ -124,9 +133,24 @@ def find(model: str, pretrained: str, preprocessing: Preprocessing | None = None
             raise ValueError(f"model {model!r} has no {pretrained!r} weights ({_why_not(model, pretrained)}"
                              f"models with them: {', '.join(fits)}); its sources: {', '.join(valid) or 'none'}")
         raise unknown_name(f"pretrained weights of {model!r}", pretrained,
-                           valid + ["a .pth/.pt/.bin/.safetensors file path"])
+                           valid + ["a .pth/.pt/.bin/.safetensors/.keras file path"])
     entry = WEIGHTS.get(f"{model}.{pretrained}")
     return dataclasses.replace(entry, preprocessing=preprocessing) if preprocessing else entry
+
+
+def saved_preprocessing(path: str | os.PathLike) -> Preprocessing | None:
+    """The preprocessing record in a saved ``.keras`` model's config, read without building it.
+
+    Raises:
+        ValueError: the file is not a readable ``.keras`` archive.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
+        raise ValueError(f"cannot read {path} as a saved Keras model ({type(err).__name__}: {err})") from None
+    record = config.get("config", {}).get("preprocessing")
+    return None if record is None else Preprocessing.from_dict(record)
 
 
 def _why_not(model: str, source: str) -> str:

@@ -142,13 +142,12 @@ def image_folder(root):
     return root
 
 
-def resnet50_file(folder):
-    """A random torchvision-layout ResNet-50 state dict, as ``.safetensors``."""
+def pytorch_weights_file(folder, name="resnet18"):
+    """A random torchvision-layout state dict of ``name`` (``tests/torch_reference.py``), as ``.safetensors``."""
     import safetensors.torch  # noqa: PLC0415
 
     from torch_reference import random_resnet  # noqa: PLC0415
 
-    path = folder / "resnet50.safetensors"
-    safetensors.torch.save_file({k: v.contiguous() for k, v in random_resnet("resnet50_v1_5").state_dict().items()},
-                                str(path))
+    path = folder / f"{name}.safetensors"
+    safetensors.torch.save_file({k: v.contiguous() for k, v in random_resnet(name).state_dict().items()}, str(path))
     return path

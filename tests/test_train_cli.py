@@ -103,6 +103,12 @@ def test_cli_trains_then_evaluates_a_checkpoint(tmp_path):
         (["--dataset=mnits"], "unknown dataset 'mnits'; did you mean mnist"),
         (["--dataset=npz", "--data_dir=/nonexistent/x.npz"], "npz file not found: /nonexistent/x.npz"),
         (["--dataset=mnist", "--data_dir=/nonexistent/data"], "data_dir /nonexistent/data does not exist"),
+        (["--model=resnet18", "--pretrained=torchvison"], "unknown value 'torchvison' (did you mean 'torchvision'?)"),
+        (["--model=resnet50", "--pretrained=torchvision"], "resnet50 is the keras.applications layout"),
+        (["--pretrained=/nonexistent/w.pth"], "pretrained file not found: /nonexistent/w.pth"),
+        (["--task=fewshot", "--pretrained=x.pth"], "task fewshot does not take pretrained (options of task classify)"),
+        (["--classes=1,x"], "classes: expected integers"),
+        (["--backbone_lr_scale=0"], "backbone_lr_scale must be positive, got 0.0"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path, capsys):

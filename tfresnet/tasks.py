@@ -273,6 +273,11 @@ class FewShotTask(Task):
 
     def __init__(self, cfg: TrainConfig, rt: Runtime):
         super().__init__(cfg, rt)
+        image_only = [name for name, default in (("pretrained", None), ("freeze_backbone_epochs", 0),
+                                                 ("backbone_lr_scale", 1.0), ("classes", ()),
+                                                 ("examples_per_class", None)) if getattr(cfg, name) != default]
+        if image_only:
+            raise ValueError(f"task fewshot does not take {', '.join(image_only)} (options of task classify)")
         if cfg.eval_episodes % rt.replicas:
             raise ValueError(f"eval_episodes {cfg.eval_episodes} is not divisible by the {rt.replicas} replicas")
         self.train_examples: tuple[np.ndarray, np.ndarray] | None = None

@@ -345,12 +345,14 @@ def load_source(
     Returns:
         A ``Source``.
     """
+    if name == "synthetic":
+        raise ValueError("synthetic data has no source; use tfresnet.data.synthetic()")
+    if name == "folder":
+        if not data_dir:
+            raise ValueError("dataset 'folder' needs data_dir: a folder with one sub-folder per class")
+        return load_folder(data_dir, split, image_size or 256, classes=classes, examples_per_class=examples_per_class,
+                           seed=seed)
     if classes or examples_per_class is not None:
-        if name == "folder":
-            if not data_dir:
-                raise ValueError("dataset 'folder' needs data_dir: a folder with one sub-folder per class")
-            return load_folder(data_dir, split, image_size or 256, classes=classes,
-                               examples_per_class=examples_per_class, seed=seed)
         source = load_source(name, split, data_dir, image_size)
         if source.images is None:
             raise ValueError(f"classes and examples_per_class need a dataset held in memory (mnist, cifar10, npz, "
@@ -360,12 +362,6 @@ def load_source(
         recipe = dataclasses.replace(source.recipe, num_classes=len(classes) or source.num_classes)
         return dataclasses.replace(source, recipe=recipe, num_examples=len(chosen), images=source.images[chosen],
                                    labels=labels)
-    if name == "synthetic":
-        raise ValueError("synthetic data has no source; use tfresnet.data.synthetic()")
-    if name == "folder":
-        if not data_dir:
-            raise ValueError("dataset 'folder' needs data_dir: a folder with one sub-folder per class")
-        return load_folder(data_dir, split, image_size or 256)
     if name == "npz":
         if not data_dir:
             raise ValueError("dataset 'npz' needs data_dir: the path of a Keras-layout .npz file")

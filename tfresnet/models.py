@@ -49,11 +49,16 @@ def _options_of(builder: Any) -> set[str] | None:
     return {p.name for p in params}
 
 
+def _valid_options(spec: ModelSpec) -> set[str] | None:
+    """The options ``create_model`` accepts for ``spec``: its builder's, less the fixed ones; None: any."""
+    valid = _options_of(spec.builder)
+    return None if valid is None else valid - set(spec.kwargs) - {"num_classes"}
+
+
 def accepts_option(name: str, option: str) -> bool:
     """Whether ``create_model(name, **{option: ...})`` is valid (a user's builder may not take it)."""
-    spec = model_spec(name)
-    valid = _options_of(spec.builder)
-    return valid is None or (option in valid and option not in spec.kwargs)
+    valid = _valid_options(model_spec(name))
+    return valid is None or option in valid
 
 
 def create_model(
@@ -99,9 +104,8 @@ def create_model(
         source = weights.find(name, pretrained, None if given is None else Preprocessing.from_dict(given))
         if source.preprocessing is not None:
             options["preprocessing"] = source.preprocessing
-    valid = _options_of(spec.builder)
+    valid = _valid_options(spec)
     if valid is not None:
-        valid = valid - set(spec.kwargs) - {"num_classes"}
         for option in options:
             if option not in valid:
                 raise unknown_name(f"option of model {name!r}", option, sorted(valid))

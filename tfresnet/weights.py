@@ -25,6 +25,7 @@ from typing import Mapping
 
 import numpy as np
 
+from tfresnet.port import KERAS_APPLICATIONS
 from tfresnet.preprocessing import CAFFE, INCEPTION, TORCHVISION, Preprocessing
 from tfresnet.registry import Registry, unknown_name
 
@@ -241,9 +242,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
 # layout of the same depth ("v1.5": stride in the 3x3, no biases), which PyTorch's weights fit.
 V1_5_NAMES = {"resnet50": "resnet50_v1_5", "resnet101": "resnet101_v1_5", "resnet152": "resnet152_v1_5"}
 
-for _name in ("resnet50", "resnet101", "resnet152"):
-    register_weights(_name, "imagenet", preprocessing=CAFFE, layout="keras")
-    register_weights(f"{_name}v2", "imagenet", preprocessing=INCEPTION, layout="keras")
+for _name in KERAS_APPLICATIONS:  # v1: Caffe's weights and preprocessing; v2: [-1, 1]
+    register_weights(_name, "imagenet", preprocessing=INCEPTION if _name.endswith("v2") else CAFFE, layout="keras")
 
 _TORCHVISION = "https://download.pytorch.org/models/"
 for _name, _file in (("resnet18", "resnet18-5c106cde.pth"), ("resnet34", "resnet34-333f7ec4.pth"),

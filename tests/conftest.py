@@ -63,6 +63,9 @@ def _download_mnist() -> None:
 _found, MNIST_MISSING = find_mnist()
 # Always a path, so module-level commands can name it; tests that read it are marked needs_mnist.
 MNIST_NPZ = _found or SHARED_MNIST
+# The spoken keywords (Speech Commands layout) beside MNIST; tests that read them are marked needs_keywords.
+SPOKEN_KEYWORDS = MNIST_NPZ.parent / "spoken_keywords"
+KEYWORDS_MISSING = "" if SPOKEN_KEYWORDS.is_dir() else f"spoken keywords not found at {SPOKEN_KEYWORDS}"
 
 
 def local(words):
@@ -77,15 +80,18 @@ def table_commands(prefix):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "needs_mnist: reads MNIST (skipped, with the reason, where none is found)")
-    if MNIST_MISSING and os.environ.get("TFRESNET_REQUIRE_DATA") == "1":
-        pytest.exit(f"{MNIST_MISSING} (TFRESNET_REQUIRE_DATA=1: these tests must not be skipped)", returncode=1)
+    config.addinivalue_line("markers", "needs_keywords: reads ../shared/data/spoken_keywords (skipped where absent)")
+    missing = MNIST_MISSING or KEYWORDS_MISSING
+    if missing and os.environ.get("TFRESNET_REQUIRE_DATA") == "1":
+        pytest.exit(f"{missing} (TFRESNET_REQUIRE_DATA=1: these tests must not be skipped)", returncode=1)
 
 
 def pytest_collection_modifyitems(config, items):
-    if MNIST_MISSING:
-        for item in items:
-            if item.get_closest_marker("needs_mnist"):
-                item.add_marker(pytest.mark.skip(reason=MNIST_MISSING))
+    for item in items:
+        if MNIST_MISSING and item.get_closest_marker("needs_mnist"):
+            item.add_marker(pytest.mark.skip(reason=MNIST_MISSING))
+        if KEYWORDS_MISSING and item.get_closest_marker("needs_keywords"):
+            item.add_marker(pytest.mark.skip(reason=KEYWORDS_MISSING))
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import MNIST_MISSING, MNIST_NPZ, REPO, local, table_commands
+from conftest import KEYWORDS_MISSING, MNIST_MISSING, MNIST_NPZ, REPO, local, table_commands
 
 # Overriding flags (argparse keeps the last value) that shrink each README command.
 SHRINK = {
@@ -23,6 +23,9 @@ SHRINK = {
     # exits 1 below --margin). Measured here: +10 and +12 points on seeds 0 and 1.
     "transfer_mnist.py": ["--pretrain_examples_per_class", "1000", "--seeds", "0,1", "--eval_split", "test[:500]",
                           "--margin", "0.05"],
+    # A tiny encoder for one short epoch: the harness (splits, baselines, LiteRT export), not the figures.
+    "kws_fewshot.py": ["--episodes", "50", "--", "--epochs=1", "--episodes_per_epoch=10", "--eval_episodes=10",
+                       "--model_options=widths=[8,8,8],bins_as_channels=true,pooling=average"],
 }
 COMMANDS = table_commands("python benchmarks/")
 
@@ -42,6 +45,8 @@ def test_every_benchmark_script_has_a_readme_command():
 def test_readme_benchmark_command(command, tmp_path):
     if "--data_dir" in command and MNIST_MISSING:
         pytest.skip(MNIST_MISSING)
+    if "spoken_keywords" in command and KEYWORDS_MISSING:
+        pytest.skip(KEYWORDS_MISSING)
     words = local(shlex.split(command))
     script = os.path.basename(words[1])
     extra = list(SHRINK[script])
@@ -75,6 +80,14 @@ def test_readme_benchmark_command(command, tmp_path):
         assert set(result["episodes_per_sec"]) == {"loop", "loop_xla"}
         assert all(len(r) == 2 for r in result["rounds"].values()) and result["paired_ratio"] > 0
         assert "XLA vs graph, median of paired rounds: " in out
+    elif script == "kws_fewshot.py":
+        result = json.loads(result_file.read_text())
+        assert list(result["rows"]) == ["raw log-mel, nearest prototype", "mean log-mel spectrum, nearest prototype",
+                                        "encoder, untrained", "encoder, trained"]
+        assert all(set(r) == {"5-way 1-shot", "5-way 5-shot", "10-way 1-shot"} for r in result["rows"].values())
+        assert len(result["test_speakers"]) == 10 and "LiteRT int8" in out
+        assert result["lite"]["int8"]["bytes"] < result["lite"]["float32"]["bytes"]
+        assert all(0 < r["latency_ms"] and 0.1 < r["5-way 1-shot"][0] <= 1 for r in result["lite"].values())
     elif script == "transfer_mnist.py":
         result = json.loads(result_file.read_text())
         assert [r["seed"] for r in result["runs"]] == [0, 1]

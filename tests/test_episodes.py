@@ -40,7 +40,34 @@ def test_episodes_start_anywhere_without_generating_the_ones_before_and_shard_wi
         stream[8::2]
 
 
-def test_split_classes_holds_out_the_last_quarter_of_the_keywords():
-    labels = np.repeat(np.arange(8), 3)
-    seen, held_out = E.split_classes(labels)
-    assert set(labels[seen]) == set(range(6)) and set(labels[held_out]) == {6, 7}
+def test_support_and_queries_come_from_different_speakers():
+    """Every speaker says every word once (the spoken keywords' layout): a query is never a support speaker."""
+    labels, speakers = np.repeat(np.arange(10), 8), np.tile(np.arange(8), 10)
+    sample = E.EpisodeSampler(labels, 5, 2, 3, speakers, seed=3)
+    for i in range(200):
+        support, query = sample(i)
+        assert not set(speakers[support.ravel()]) & set(speakers[query.ravel()])
+        for row in range(5):
+            assert len(set(speakers[support[row]])) == 2 and len(set(speakers[query[row]])) == 3
+            assert len(set(labels[np.r_[support[row], query[row]]])) == 1
+        # The supports share a random speaker order: here the same two speakers for every class.
+        assert len(set(speakers[support.ravel()])) == 2
+    with pytest.raises(ValueError, match="spoken by >= 9 speakers"):
+        E.EpisodeSampler(labels, 5, 4, 5, speakers)
+
+
+def test_episode_accuracies_match_the_prototypical_network():
+    import tensorflow as tf
+
+    from tfresnet import protores
+
+    rng = np.random.default_rng(0)
+    labels, features = np.repeat(np.arange(6), 5), rng.normal(size=(30, 7)).astype(np.float32)
+    features += labels[:, None]  # separable, but not perfectly
+    identity = tf.keras.layers.Lambda(lambda x: x)
+    net = protores.PrototypicalNetwork(identity, distance_scale=1.0)
+    expected = E.evaluate_episodes(net, E.episodes(features, labels, 4, 2, 3, 20, seed=9))
+    accuracies = E.episode_accuracies(features, labels, 4, 2, 3, 20, seed=9)
+    assert accuracies.mean() == pytest.approx(expected, abs=1e-6) and 0.3 < expected < 1
+    mean, half = E.accuracy_interval(accuracies)
+    assert mean == pytest.approx(expected) and half == pytest.approx(1.96 * accuracies.std(ddof=1) / np.sqrt(20))

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import MNIST_NPZ, README, REPO, image_folder, local, pytorch_weights_file
+from conftest import MNIST_NPZ, README, REPO, SPOKEN_KEYWORDS, image_folder, local, pytorch_weights_file
 
 BIN = os.path.dirname(sys.executable)
 
@@ -44,8 +44,8 @@ def test_cli_commands_run(tmp_path):
             key, value = words[1].split("=", 1)
             env[key] = value
             continue
-        if words[0] not in ("tfresnet-train", "tfresnet-eval"):
-            continue
+        if words[0] not in ("tfresnet-train", "tfresnet-eval") or "kws_protores" in command:
+            continue  # the keyword-spotting commands: test_keyword_spotting_commands_run
         stem = os.path.basename(next(w for w in words if w.startswith("--flagfile="))).removesuffix(".cfg")
         # Each training command starts a fresh run; evaluation reads the last run of its flag file.
         if words[0] == "tfresnet-train":
@@ -92,3 +92,40 @@ def test_tensorboard_command_starts(tmp_path):
 def test_python_blocks_run(index, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(blocks("python")[index], f"README.md python block {index}", "exec"), {})
+
+
+@pytest.mark.needs_keywords
+def test_keyword_spotting_commands_run(tmp_path, capsys):
+    """The keyword-spotting section, in this process (one TensorFlow start), on the shared spoken
+    keywords: a tiny encoder for one short epoch, then the same commands on its run folder."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tfresnet import audio, cli
+
+    commands = [shlex.split(c) for c in bash_commands() if "kws_protores" in c or c.startswith("tfresnet-kws")]
+    assert [c[0] for c in commands] == ["tfresnet-train", "tfresnet-eval"] + ["tfresnet-kws"] * 4
+    assert [c[1] for c in commands[2:]] == ["enroll", "classify", "detect", "export"]
+    # The WAV files the commands name: test words of held-out speakers, and a 3 s recording.
+    clips = audio.keyword_split(audio.load_keyword_folder(SPOKEN_KEYWORDS), "test")
+    dog = clips.waveforms[clips.labels == clips.keywords.index("dog")]
+    files = {"dog_1.wav": dog[0], "dog_2.wav": dog[1], "clip.wav": dog[2],
+             "recording.wav": np.concatenate([np.zeros(16000, np.float32), dog[3], np.zeros(16000, np.float32)])}
+    for name, wave in files.items():
+        tf.io.write_file(str(tmp_path / name), tf.audio.encode_wav(wave[:, None], audio.SAMPLE_RATE))
+    run = tmp_path / "kws_protores"
+    short = ["--epochs=1", "--episodes_per_epoch=10", "--eval_episodes=10", f"--model_dir={run}",
+             "--model_options=widths=[8,8,8],bins_as_channels=true,pooling=average"]
+    for words in commands:
+        words = local(words)
+        words = [str(tmp_path / w) if w in files else w.replace("runs/kws_protores", str(run)) for w in words]
+        words = [w.replace("--keywords=", f"--keywords={tmp_path}/").replace("--tflite=", f"--tflite={tmp_path}/")
+                 for w in words]
+        if words[0] == "tfresnet-kws":
+            assert cli.kws_main(words) == 0, capsys.readouterr().err
+        else:
+            assert cli.main(words + short, mode="eval" if words[0] == "tfresnet-eval" else None) == 0
+    out = capsys.readouterr().out
+    assert "Epoch 1, Loss:" in out and "Eval test keywords at step 10" in out
+    assert f"{tmp_path / 'clip.wav'} " in out and "enrolled 'dog' from 2 recording(s)" in out
+    assert "kws_int8.tflite (int8, " in out and (tmp_path / "kws_int8.tflite").stat().st_size > 0

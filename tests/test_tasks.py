@@ -10,39 +10,42 @@ import tensorflow as tf
 from tfresnet import audio, episodes, protores, runtime, tasks, training
 from tfresnet.config import TrainConfig
 
-SMALL = {"widths": [8, 12, 16]}  # the synthetic keywords need no more; 2,688 parameters
+SMALL = {"widths": [16, 16, 16], "bins_as_channels": True}  # the synthetic keywords need no more
 
 
 def fewshot_config(tmp_path, **changes) -> TrainConfig:
     base = dict(task="fewshot", dataset="synthetic", epochs=5, episodes_per_epoch=100, eval_episodes=40,
-                steps_per_loop=25, learning_rate=1e-2, lr_schedule="cosine", model_options=SMALL,
+                steps_per_loop=25, learning_rate=1e-2, lr_schedule="cosine", model_options=SMALL, time_shift=0.0,
                 model_dir=str(tmp_path / "run"))
     return TrainConfig(**{**base, **changes})
 
 
 def test_five_way_one_shot_learns_held_out_keywords_on_the_shared_engine(tmp_path, capsys):
-    """From chance (1 in 5) untrained to >= 80% on keywords never seen in training (measured: 84.6%)."""
-    features, labels = audio.keyword_data("synthetic", None)
-    seen, held_out = episodes.split_classes(labels)
-    assert not set(labels[seen]) & set(labels[held_out])
+    """From near chance untrained to >= 75% on keywords never seen in training (measured: 34% -> 84.2%)."""
+    clips = audio.synthetic_clips()
+    held_out = audio.synthetic_split(clips, "validation")
+    assert not set(held_out.labels) & set(audio.synthetic_split(clips, "train").labels)
+    features = audio.features(held_out.waveforms, 20).numpy()
     keras.utils.set_random_seed(0)
-    untrained = protores.PrototypicalNetwork(protores.ProtoResEncoder(**SMALL))
-    start = episodes.evaluate_episodes(untrained, episodes.episodes(features[held_out], labels[held_out], 5, 1, 5, 40,
-                                                                    seed=1))
+    untrained = protores.ProtoResEncoder(**SMALL)
+    start = episodes.episode_accuracies(untrained(features).numpy(), held_out.labels, 5, 1, 5, 200, seed=1).mean()
     cfg = fewshot_config(tmp_path)
     results = training.train(cfg)
-    # 1000 queries: chance is 0.20 +- 0.013; loudness and noise level, not the keyword, decide raw distances.
-    assert 0.14 < start < 0.30, start
-    assert results["test_accuracy"] >= 0.8, results
+    # 1000 queries: chance is 0.20 +- 0.013; per-clip standardised log-mel already hold some order
+    # (measured 34% untrained).
+    assert 0.12 < start < 0.45, start
+    assert results["test_accuracy"] >= 0.75 and results["test_accuracy"] > start + 0.3, results
     # Everything the image task writes: epoch lines, metrics.jsonl, run.json, TensorBoard, checkpoints, export.
     out = capsys.readouterr().out
-    assert out.count("Epoch ") == 5 and "(5-way 1-shot, held-out keywords)" in out
+    assert out.count("Epoch ") == 5 and "(5-way 1-shot, validation keywords)" in out
     run = tmp_path / "run"
     assert {"checkpoints", "logs", "metrics.jsonl", "run.json", "model.keras", "saved_model"} <= set(os.listdir(run))
     assert os.listdir(run / "logs") and tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-500")
     # The exported encoder is the trained one: same held-out accuracy on the same episodes.
+    task = tasks.FewShotTask(cfg, runtime.Runtime(tf.distribute.get_strategy(), False, "float32"))
+    task.load_data(training=True)
     reloaded = protores.PrototypicalNetwork(keras.models.load_model(run / "model.keras"))
-    test = episodes.episodes(features[held_out], labels[held_out], 5, 1, 5, 40, seed=cfg.seed + 1)
+    test = task.episodes(task.eval_clips, cfg.seed + 1, False, count=cfg.eval_episodes)
     assert episodes.evaluate_episodes(reloaded, test) == pytest.approx(results["test_accuracy"], abs=1e-6)
     served = tf.saved_model.load(str(run / "saved_model"))
     x = features[:3]

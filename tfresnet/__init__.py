@@ -20,6 +20,7 @@ _EXPORTS = {
     "ResNet": "tfresnet.resnet",
     "ProtoResEncoder": "tfresnet.protores",
     "PrototypicalNetwork": "tfresnet.protores",
+    "KeywordSpotter": "tfresnet.spotting",
     "create_model": "tfresnet.models",
     "list_models": "tfresnet.models",
     "model_spec": "tfresnet.models",

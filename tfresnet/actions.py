@@ -2,7 +2,7 @@
 
 In the order ``tfresnet.training`` lists them: ``NonFiniteGuard``, ``TensorBoard``,
 ``ProgressBar``, ``Evaluate``, ``EpochLog`` (the printed line and ``metrics.jsonl``),
-``TargetAccuracy``, ``CheckpointEvery``, ``Preemption``, ``Export``. Each is a few lines; a new one
+``TargetAccuracy``, ``KeepBest``, ``CheckpointEvery``, ``Preemption``, ``Export``. Each is a few lines; a new one
 (a logger, weight averaging) is a new class in the list, not an edit of the loop.
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfresnet import optim, runtime
-from tfresnet.checkpoints import Checkpointer, write_atomically
+from tfresnet.checkpoints import Checkpointer, best_dir, make_checkpoint, write_atomically
 from tfresnet.loop import Action, LoopState
 from tfresnet.runtime import TrainingError
 
@@ -189,6 +189,46 @@ class TargetAccuracy(Action):
             state.stop = "target reached"
             self.log(f"Reached target_accuracy {self.target:.2%} at epoch {state.epoch} (step {state.step}), "
                      f"{time.perf_counter() - state.started:.1f} s after the start of training")
+
+
+class KeepBest(Action):
+    """Keeps the model weights of the best evaluation so far in ``model_dir/best`` (``best.json``).
+
+    The evaluation that selects is the run's ``test_accuracy`` (for few-shot runs: episodes of the
+    validation keywords). The record is read back on start, so a resumed run keeps comparing
+    against the best of the steps before it. The chief writes; no collective save is needed, so
+    it is refused under multi-worker training.
+
+    Args:
+        model: The trained model.
+        step: The run's step variable (saved with the weights).
+        model_dir: The run's folder.
+        log: Where the "New best" line goes.
+        is_chief: Only the chief writes.
+    """
+
+    def __init__(self, model: keras.Model, step: tf.Variable, model_dir: str, log: Log = print,
+                 is_chief: bool = True):
+        self.directory, self.log, self.is_chief = best_dir(model_dir), log, is_chief
+        self.record_path = os.path.join(self.directory, "best.json")
+        self.manager = tf.train.CheckpointManager(make_checkpoint(model, step=step), self.directory, max_to_keep=1,
+                                                  checkpoint_name="best")
+        self.best = -np.inf
+
+    def start(self, state: LoopState) -> None:
+        if tf.io.gfile.exists(self.record_path):
+            with tf.io.gfile.GFile(self.record_path) as f:
+                self.best = json.load(f)["test_accuracy"]
+
+    def __call__(self, state: LoopState) -> None:
+        accuracy = state.results.get("test_accuracy")
+        if not (state.epoch_end and self.is_chief) or accuracy is None or accuracy <= self.best:
+            return
+        self.best = accuracy
+        path = self.manager.save(checkpoint_number=state.step)
+        write_atomically(self.record_path, json.dumps({"step": state.step, "epoch": state.epoch,
+                                                       "test_accuracy": accuracy, "checkpoint": path}))
+        self.log(f"New best test_accuracy {accuracy:.4f} at epoch {state.epoch}: kept in {self.directory}")
 
 
 class CheckpointEvery(Action):

@@ -1,11 +1,17 @@
-"""Keyword audio: WAV folders, Speech Commands, synthetic keywords, and log-mel features.
+"""Keyword audio: the Speech Commands layout, honest splits, augmentation, and log-mel features.
 
-Everything here returns NumPy arrays or tensors of waveforms (float32 in [-1, 1], 16 kHz) and the
-standardised log-mel features the ``protores`` encoder reads, shaped ``(time, mel bins, 1)``.
+Clips (``SpokenKeywords``: waveforms in [-1, 1] at 16 kHz, their words and speakers) come from a
+folder in the Speech Commands layout, from tensorflow-datasets or from synthetic chirps. The
+few-shot splits are fixed: ``TRAIN_WORDS``, ``VALIDATION_WORDS`` and ``TEST_WORDS`` of the 35
+Speech Commands words, and a third of the speakers held out of training (``keyword_split``).
+``augmented_features`` turns a batch of waveforms into what the ``protores`` encoder reads
+(per-clip standardised log-mel, ``(time, mel bins, 1)``), with seeded training augmentation.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import itertools
 import math
 import pathlib
@@ -14,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 SAMPLE_RATE = 16_000
+DYNAMIC_RANGE_DB = 60.0  # of the features: quieter mel bins are floored
 
 
 def log_mel(waveform: tf.Tensor, sample_rate: int = SAMPLE_RATE, num_mel_bins: int = 40,
@@ -24,7 +31,7 @@ def log_mel(waveform: tf.Tensor, sample_rate: int = SAMPLE_RATE, num_mel_bins: i
     stft = tf.signal.stft(tf.cast(waveform, tf.float32), frame, step, fft)
     mel = tf.tensordot(tf.abs(stft) ** 2, tf.signal.linear_to_mel_weight_matrix(
         num_mel_bins, fft // 2 + 1, sample_rate, 20.0, sample_rate / 2 - 200), 1)
-    return tf.math.log(mel + 1e-6)[..., None]
+    return tf.math.log(mel + 1e-12)[..., None]  # 1e-12: below any floor a caller sets
 
 
 def fix_length(waveform: tf.Tensor, samples: int) -> tf.Tensor:
@@ -33,14 +40,139 @@ def fix_length(waveform: tf.Tensor, samples: int) -> tf.Tensor:
     return tf.pad(waveform, [[0, samples - tf.shape(waveform)[0]]])
 
 
-def features_of(waveforms, samples: int = SAMPLE_RATE, num_mel_bins: int = 40, batch: int = 256) -> np.ndarray:
-    """Standardised log-mel features of a list/array of waveforms, computed in a ``tf.data`` map."""
-    ds = tf.data.Dataset.from_generator(lambda: (np.asarray(w, np.float32) for w in waveforms),
-                                        output_signature=tf.TensorSpec([None], tf.float32))
-    ds = ds.map(lambda w: log_mel(fix_length(w, samples), num_mel_bins=num_mel_bins),
-                num_parallel_calls=tf.data.AUTOTUNE).batch(batch)
-    feats = np.concatenate([b.numpy() for b in ds])
-    return ((feats - feats.mean()) / (feats.std() + 1e-6)).astype(np.float32)
+def features(waveforms: tf.Tensor, num_mel_bins: int = 40) -> tf.Tensor:
+    """What the encoder reads: log-mel ``(..., frames, num_mel_bins, 1)`` standardised per clip.
+
+    Per-clip (not dataset) statistics: a clip's loudness only shifts its log-mel, and the
+    standardisation removes it, so enrollment and detection need no statistics of the training data.
+    """
+    mel = log_mel(waveforms, num_mel_bins=num_mel_bins)
+    # Floor each clip 60 dB below its loudest bin: digital silence (log 0) and a noise floor then
+    # look alike, so a clean clip and a noisy one differ by the noise only.
+    mel = tf.maximum(mel, tf.reduce_max(mel, axis=[-3, -2, -1], keepdims=True) - DYNAMIC_RANGE_DB * math.log(10) / 10)
+    mean, variance = tf.nn.moments(mel, axes=[-3, -2, -1], keepdims=True)
+    return (mel - mean) * tf.math.rsqrt(variance + 1e-6)
+
+
+def clip_samples(frames: int, step_ms: float = 10.0, frame_ms: float = 25.0) -> int:
+    """The clip length (samples) whose log-mel has ``frames`` frames: e.g. 98 frames -> 1 s."""
+    step, frame = int(SAMPLE_RATE * step_ms / 1000), int(SAMPLE_RATE * frame_ms / 1000)
+    return int(math.ceil(((frames - 1) * step + frame) / (SAMPLE_RATE // 100))) * (SAMPLE_RATE // 100)
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """Training augmentation of keyword clips (waveforms), applied per clip.
+
+    Attributes:
+        time_shift: Shift each clip by up to this many seconds either way (zero fill): the
+            word's onset varies in real recordings.
+        noise_probability: Share of clips mixed with background noise.
+        snr_db: ``(low, high)``: signal-to-noise ratio of the mix, uniform in dB.
+        spec_augment: Mask one random band of up to 8 mel bins and one span of up to 10 frames of
+            the features (SpecAugment, Park et al. 2019).
+        speed: Stretch time by a random factor in ``1 +- speed`` (``warp_features``).
+        formant: Stretch the mel axis by a random factor in ``1 +- formant`` (``warp_features``).
+    """
+
+    time_shift: float = 0.1
+    noise_probability: float = 0.8
+    snr_db: tuple[float, float] = (0.0, 20.0)
+    spec_augment: bool = False
+    speed: float = 0.0
+    formant: float = 0.0
+
+
+def shift(waveforms: tf.Tensor, max_samples: int, seed: tf.Tensor) -> tf.Tensor:
+    """Each row of ``(clips, samples)`` shifted by a uniform random offset in [-max, max], zero-filled."""
+    n = tf.shape(waveforms)[1]
+    offsets = tf.random.stateless_uniform([tf.shape(waveforms)[0]], seed, -max_samples, max_samples + 1, tf.int32)
+    padded = tf.pad(waveforms, [[0, 0], [max_samples, max_samples]])
+    index = tf.range(n)[None, :] + max_samples - offsets[:, None]
+    return tf.gather(padded, index, batch_dims=1)
+
+
+def mix_noise(waveforms: tf.Tensor, noise: tf.Tensor, probability: float, snr_db: tuple[float, float],
+              seed: tf.Tensor) -> tf.Tensor:
+    """Adds a random stretch of ``noise`` (1-D) to each clip with ``probability``, at a random SNR (dB)."""
+    count, n = tf.shape(waveforms)[0], tf.shape(waveforms)[1]
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    starts = tf.random.stateless_uniform([count], seeds[0], 0, tf.shape(noise)[0] - n, tf.int32)
+    pieces = tf.gather(noise, starts[:, None] + tf.range(n)[None, :])
+    snr = tf.random.stateless_uniform([count, 1], seeds[1], *snr_db)
+    signal_power = tf.reduce_mean(waveforms**2, -1, keepdims=True)
+    noise_power = tf.reduce_mean(pieces**2, -1, keepdims=True) + 1e-10
+    gain = tf.sqrt(signal_power / noise_power * 10 ** (-snr / 10))
+    keep = tf.cast(tf.random.stateless_uniform([count, 1], seeds[2]) < probability, tf.float32)
+    return tf.clip_by_value(waveforms + keep * gain * pieces, -1.0, 1.0)
+
+
+def mask_features(features: tf.Tensor, seed: tf.Tensor, max_bins: int = 8, max_frames: int = 10) -> tf.Tensor:
+    """SpecAugment-style: one band of mel bins and one span of frames of each clip set to 0 (the mean)."""
+    count, frames, bins = tf.shape(features)[0], tf.shape(features)[1], tf.shape(features)[2]
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+
+    def band(size, length, width_seed, start_seed):
+        width = tf.random.stateless_uniform([count, 1], width_seed, 0, length + 1, tf.int32)
+        start = tf.random.stateless_uniform([count, 1], start_seed, 0, size - length + 1, tf.int32)
+        position = tf.range(size)[None, :]
+        return (position >= start) & (position < start + width)
+
+    in_time, in_bins = band(frames, max_frames, seeds[0], seeds[1]), band(bins, max_bins, seeds[2], seeds[3])
+    masked = in_time[:, :, None] | in_bins[:, None, :]
+    return tf.where(masked[..., None], 0.0, features)
+
+
+def _resample_axis(x: tf.Tensor, scale: tf.Tensor, axis: int) -> tf.Tensor:
+    """Linear resampling of each clip of ``x`` (clips first) along ``axis``: output position ``j``
+    reads input position ``j * scale`` (per clip); past the end, the last value repeats."""
+    n = tf.shape(x)[axis]
+    position = tf.cast(tf.range(n), tf.float32)[None, :] * scale[:, None]  # (clips, n)
+    position = tf.minimum(position, tf.cast(n - 1, tf.float32))
+    low = tf.cast(tf.floor(position), tf.int32)
+    high = tf.minimum(low + 1, n - 1)
+    frac = position - tf.cast(low, tf.float32)
+    moved = tf.experimental.numpy.moveaxis(x, axis, 1)  # (clips, n, ...)
+    a, b = tf.gather(moved, low, batch_dims=1), tf.gather(moved, high, batch_dims=1)
+    frac = tf.reshape(frac, tf.concat([tf.shape(frac), tf.ones([tf.rank(moved) - 2], tf.int32)], 0))
+    return tf.experimental.numpy.moveaxis(a + frac * (b - a), 1, axis)
+
+
+def warp_features(features: tf.Tensor, speed: float, formant: float, seed: tf.Tensor) -> tf.Tensor:
+    """Per-clip speed and vocal-tract-length perturbation of ``(clips, frames, bins, 1)`` features.
+
+    Speakers differ in tempo and in where their formants lie: time is stretched by a factor in
+    ``1 +- speed`` (Ko et al. 2015) and the mel axis by one in ``1 +- formant`` (VTLP, Jaitly and
+    Hinton 2013), both uniform per clip.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    count = tf.shape(features)[0]
+    if speed:
+        features = _resample_axis(features, tf.random.stateless_uniform([count], seeds[0], 1 - speed, 1 + speed), 1)
+    if formant:
+        features = _resample_axis(features, tf.random.stateless_uniform([count], seeds[1], 1 - formant, 1 + formant),
+                                  2)
+    return features
+
+
+def augmented_features(waveforms: tf.Tensor, augmentation: Augmentation | None, noise: tf.Tensor | None,
+                       seed: tf.Tensor, num_mel_bins: int = 40) -> tf.Tensor:
+    """``features`` of ``(clips, samples)`` waveforms, after ``augmentation`` (None: none).
+
+    Stateless: the same ``seed`` (shape ``[2]``, e.g. ``[run seed, episode]``) gives the same
+    clips, so a resumed run sees exactly what an uninterrupted one would.
+    """
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 4)
+    if augmentation and augmentation.time_shift:
+        waveforms = shift(waveforms, int(augmentation.time_shift * SAMPLE_RATE), seeds[0])
+    if augmentation and noise is not None and augmentation.noise_probability:
+        waveforms = mix_noise(waveforms, noise, augmentation.noise_probability, augmentation.snr_db, seeds[1])
+    feats = features(waveforms, num_mel_bins)
+    if augmentation and (augmentation.speed or augmentation.formant):
+        feats = warp_features(feats, augmentation.speed, augmentation.formant, seeds[3])
+    if augmentation and augmentation.spec_augment:
+        feats = mask_features(feats, seeds[2])
+    return feats
 
 
 def synthetic_keywords(num_classes: int, per_class: int, seconds: float = 0.5, seed: int = 0,
@@ -91,58 +223,200 @@ def synthetic_keywords(num_classes: int, per_class: int, seconds: float = 0.5, s
     return np.stack(waves), np.array(labels, np.int32)
 
 
-def load_wav_folder(path: str | pathlib.Path, seconds: float = 1.0) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Waveforms from ``path/<keyword>/*.wav`` (16 kHz mono), padded/trimmed to ``seconds``.
+@dataclasses.dataclass(frozen=True)
+class SpokenKeywords:
+    """Clips of spoken keywords: one waveform, keyword and speaker per clip.
 
-    Returns:
-        ``(waveforms, labels, keywords)``; labels index the sorted keyword folder names.
+    Attributes:
+        waveforms: ``(clips, samples)`` float32 in [-1, 1], every clip padded or cropped to one length.
+        labels: ``(clips,)`` int32, indexing ``keywords``.
+        keywords: The keyword names, sorted.
+        speakers: ``(clips,)`` speaker ids (str): the ``<speaker>_nohash_`` prefix of Speech Commands
+            file names, or the file name when there is none (each clip its own speaker).
+        noise: Background-noise recordings for augmentation (``_background_noise_``), float32.
+    """
+
+    waveforms: np.ndarray
+    labels: np.ndarray
+    keywords: list[str]
+    speakers: np.ndarray
+    noise: list[np.ndarray] = dataclasses.field(default_factory=list)
+
+    def subset(self, mask: np.ndarray) -> "SpokenKeywords":
+        """The clips where ``mask`` is true (labels keep indexing the same ``keywords``)."""
+        return dataclasses.replace(self, waveforms=self.waveforms[mask], labels=self.labels[mask],
+                                   speakers=self.speakers[mask])
+
+    def speaker_ids(self) -> np.ndarray:
+        """Speakers as integers (for the episode sampler)."""
+        return np.unique(self.speakers, return_inverse=True)[1].astype(np.int64)
+
+
+def read_wav(path: str | pathlib.Path, samples: int | None = None) -> np.ndarray:
+    """A 16 kHz mono WAV file as float32 in [-1, 1], padded or cropped to ``samples`` if given.
+
+    Raises:
+        ValueError: one line naming the file, when it is not a readable PCM WAV or not 16 kHz.
+    """
+    try:
+        audio, rate = tf.audio.decode_wav(tf.io.read_file(str(path)), desired_channels=1)
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
+        reason = err.message.split("[Op:")[0].split("}}")[-1].strip()
+        raise ValueError(f"{path}: not a readable 16-bit PCM WAV file ({reason})") from None
+    if int(rate) != SAMPLE_RATE:
+        raise ValueError(f"{path}: sample rate {int(rate)} Hz, expected {SAMPLE_RATE}")
+    wave = audio[:, 0]
+    return (fix_length(wave, samples) if samples else wave).numpy()
+
+
+def _skipped(path: pathlib.Path) -> bool:
+    # Speech Commands marks what is not a keyword with a leading underscore (_background_noise_).
+    return path.name.startswith(("_", "."))
+
+
+def speaker_of(path: pathlib.Path) -> str:
+    """The speaker of a Speech Commands file name ``<speaker>_nohash_<n>.wav`` (else the file stem)."""
+    return path.stem.split("_nohash_")[0]
+
+
+def load_background_noise(root: str | pathlib.Path) -> list[np.ndarray]:
+    """The recordings of ``root/_background_noise_/*.wav`` (none if the folder is absent)."""
+    folder = pathlib.Path(root) / "_background_noise_"
+    return [read_wav(f) for f in sorted(folder.glob("*.wav"))] if folder.is_dir() else []
+
+
+def load_keyword_folder(path: str | pathlib.Path, seconds: float = 1.0) -> SpokenKeywords:
+    """Clips in the Speech Commands layout: ``path/<keyword>/<speaker>_nohash_<n>.wav`` (16 kHz mono).
+
+    Folders and files starting with ``_`` or ``.`` and files other than ``.wav`` are skipped;
+    ``_background_noise_`` is read into ``noise``, never as a keyword. Clips are zero-padded or
+    cropped to ``seconds``.
     """
     root = pathlib.Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"keyword folder not found: {root}")
-    keywords = sorted(d.name for d in root.iterdir() if d.is_dir())
+    keywords = sorted(d.name for d in root.iterdir() if d.is_dir() and not _skipped(d))
     if not keywords:
-        raise ValueError(f"{root} has no keyword sub-folders; expected {root}/<keyword>/<clip>.wav")
-    waves, labels = [], []
+        raise ValueError(f"{root} has no keyword sub-folders; expected {root}/<keyword>/<speaker>_nohash_0.wav")
+    samples = int(seconds * SAMPLE_RATE)
+    waves, labels, speakers = [], [], []
     for label, word in enumerate(keywords):
-        files = sorted((root / word).glob("*.wav"))
+        files = sorted(f for f in (root / word).iterdir()
+                       if f.is_file() and f.suffix.lower() == ".wav" and not _skipped(f))
         if not files:
             raise ValueError(f"keyword folder {root / word} has no .wav files")
         for f in files:
-            audio, rate = tf.audio.decode_wav(tf.io.read_file(str(f)), desired_channels=1)
-            if int(rate) != SAMPLE_RATE:
-                raise ValueError(f"{f}: sample rate {int(rate)}, expected {SAMPLE_RATE}")
-            waves.append(fix_length(audio[:, 0], int(seconds * SAMPLE_RATE)).numpy())
+            waves.append(read_wav(f, samples))
             labels.append(label)
-    return np.stack(waves), np.array(labels, np.int32), keywords
+            speakers.append(speaker_of(f))
+    return SpokenKeywords(np.stack(waves), np.array(labels, np.int32), keywords, np.array(speakers),
+                          load_background_noise(root))
 
 
 def load_speech_commands(split: str = "train", data_dir: str | None = None,
-                         max_per_class: int = 200) -> tuple[np.ndarray, np.ndarray]:
-    """Waveforms of tensorflow-datasets' ``speech_commands`` (1 s, 16 kHz), at most N per keyword."""
+                         max_per_class: int = 200) -> SpokenKeywords:
+    """tensorflow-datasets' ``speech_commands`` (1 s, 16 kHz), at most N clips per keyword.
+
+    Its ``_silence_`` and ``_unknown_`` classes are not keywords and are left out. TFDS keeps no
+    speaker ids, so each clip counts as its own speaker.
+    """
     import tensorflow_datasets as tfds  # noqa: PLC0415
 
-    ds = tfds.load("speech_commands", split=split, data_dir=data_dir, as_supervised=True)
+    ds, info = tfds.load("speech_commands", split=split, data_dir=data_dir, as_supervised=True, with_info=True)
+    names = info.features["label"].names
+    words = sorted(n for n in names if not n.startswith("_"))
     waves, labels, counts = [], [], {}
     for audio, label in tfds.as_numpy(ds):
-        if counts.get(int(label), 0) < max_per_class:
-            counts[int(label)] = counts.get(int(label), 0) + 1
+        word = names[int(label)]
+        if not word.startswith("_") and counts.get(word, 0) < max_per_class:
+            counts[word] = counts.get(word, 0) + 1
             waves.append(fix_length(tf.cast(audio, tf.float32) / 32768.0, SAMPLE_RATE).numpy())
-            labels.append(int(label))
-    return np.stack(waves), np.array(labels, np.int32)
+            labels.append(words.index(word))
+    return SpokenKeywords(np.stack(waves), np.array(labels, np.int32), words,
+                          np.array([f"clip{i}" for i in range(len(waves))]))
 
 
-def keyword_data(dataset: str, data_dir: str | None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Features and labels of ``synthetic`` keywords, ``speech_commands`` (TFDS) or a WAV ``folder``."""
+# The few-shot split of the 35 Speech Commands words. The encoder trains on TRAIN_WORDS only; the
+# VALIDATION_WORDS choose its checkpoint; the TEST_WORDS are only reported. Each list mixes short
+# and long words, digits and commands. Words outside these lists go by a hash of the word.
+TRAIN_WORDS = ("backward", "bed", "cat", "eight", "follow", "forward", "four", "house", "marvin", "one", "on",
+               "seven", "sheila", "six", "stop", "three", "two", "up", "yes", "zero")
+VALIDATION_WORDS = ("bird", "learn", "right", "tree", "wow")
+TEST_WORDS = ("dog", "down", "five", "go", "happy", "left", "nine", "no", "off", "visual")
+KEYWORD_SPLITS = ("train", "validation", "test")
+# The share of speakers held out of training: validation and test episodes use only them.
+HELD_OUT_SPEAKERS = 1 / 3
+
+
+def _hash(text: str) -> int:
+    return int(hashlib.sha1(text.encode()).hexdigest(), 16)
+
+
+def word_split(word: str) -> str:
+    """``train``, ``validation`` or ``test``: the lists above, else 60/15/25% by a hash of the word."""
+    for split, words in zip(KEYWORD_SPLITS, (TRAIN_WORDS, VALIDATION_WORDS, TEST_WORDS)):
+        if word in words:
+            return split
+    bucket = _hash(word) % 100
+    return "train" if bucket < 60 else "validation" if bucket < 75 else "test"
+
+
+def held_out_speakers(speakers, fraction: float = HELD_OUT_SPEAKERS) -> set[str]:
+    """The ``fraction`` of the distinct ``speakers`` with the smallest SHA-1 of their id.
+
+    A pure function of the ids: the same speakers are held out on every machine and every run.
+    """
+    distinct = sorted(set(str(s) for s in speakers), key=_hash)
+    return set(distinct[:int(round(len(distinct) * fraction))])
+
+
+def keyword_split(clips: SpokenKeywords, split: str, fraction: float = HELD_OUT_SPEAKERS) -> SpokenKeywords:
+    """The clips of one split: the split's words, spoken by the training speakers (``train``) or
+    by the held-out ones (``validation`` and ``test``)."""
+    if split not in KEYWORD_SPLITS:
+        raise ValueError(f"keyword split {split!r} is not one of {', '.join(KEYWORD_SPLITS)}")
+    words = np.array([word_split(w) == split for w in clips.keywords])
+    held_out = held_out_speakers(clips.speakers, fraction)
+    heard = np.array([s in held_out for s in clips.speakers]) != (split == "train")
+    return clips.subset(words[clips.labels] & heard)
+
+
+def synthetic_clips(seed: int = 0) -> SpokenKeywords:
+    """``synthetic_keywords`` as clips: 64 keywords of 20 clips, each clip its own speaker.
+
+    Their words are ``chirp00``... and split 48 / 8 / 8 (train / validation / test) in order:
+    fewer training classes over-fit to them.
+    """
+    waves, labels = synthetic_keywords(64, 20, seed=seed)
+    return SpokenKeywords(waves, labels, [f"chirp{i:02d}" for i in range(64)],
+                          np.array([f"clip{i}" for i in range(len(waves))]))
+
+
+def synthetic_split(clips: SpokenKeywords, split: str) -> SpokenKeywords:
+    """Keywords 0-47 train, 48-55 validation, 56-63 test (all clips: synthetic speakers are unique)."""
+    low, high = {"train": (0, 48), "validation": (48, 56), "test": (56, 64)}[split]
+    return clips.subset((clips.labels >= low) & (clips.labels < high))
+
+
+def keyword_clips(dataset: str, data_dir: str | None, seed: int = 0) -> SpokenKeywords:
+    """All clips of ``synthetic`` keywords, TFDS ``speech_commands`` or a Speech Commands ``folder``."""
     if dataset == "synthetic":
-        # 64 keywords: 48 to train on, 16 held out; fewer training classes over-fit to them.
-        waves, labels = synthetic_keywords(64, 20, seed=seed)
-    elif dataset == "speech_commands":
-        waves, labels = load_speech_commands("train", data_dir)
-    elif dataset == "folder":
+        return synthetic_clips(seed)
+    if dataset == "speech_commands":
+        return load_speech_commands("train", data_dir)
+    if dataset == "folder":
         if not data_dir:
             raise ValueError("dataset 'folder' needs data_dir: a folder with one sub-folder of .wav files per keyword")
-        waves, labels, _ = load_wav_folder(data_dir)
-    else:
-        raise ValueError(f"unknown keyword dataset {dataset!r}; expected synthetic, speech_commands or folder")
-    return features_of(waves, samples=waves.shape[1], num_mel_bins=20 if dataset == "synthetic" else 40), labels
+        return load_keyword_folder(data_dir)
+    raise ValueError(f"unknown keyword dataset {dataset!r}; expected synthetic, speech_commands or folder")
+
+
+def split_of(clips: SpokenKeywords, dataset: str, split: str) -> SpokenKeywords:
+    """``keyword_split`` (``synthetic_split`` for synthetic keywords), refusing an empty split."""
+    if split not in KEYWORD_SPLITS:
+        raise ValueError(f"keyword split {split!r} is not one of {', '.join(KEYWORD_SPLITS)}")
+    part = synthetic_split(clips, split) if dataset == "synthetic" else keyword_split(clips, split)
+    if not len(part.labels):
+        raise ValueError(f"the {split} split of {dataset} has no clips (its words: "
+                         f"{', '.join(w for w in clips.keywords if word_split(w) == split) or 'none'})")
+    return part

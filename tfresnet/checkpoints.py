@@ -226,10 +226,16 @@ class Checkpointer:
             write_atomically(os.path.join(self.model_dir, RUN_RECORD), json.dumps(dict(record)))
 
 
-def restore_weights(model: keras.Model, model_dir: str, log: Log = print) -> int:
+def best_dir(model_dir: str) -> str:
+    """Where ``keep_best`` keeps the weights of a run's best evaluation (``actions.KeepBest``)."""
+    return os.path.join(model_dir, "best")
+
+
+def restore_weights(model: keras.Model, model_dir: str, log: Log = print, best: bool = False) -> int:
     """Loads the model weights of the newest readable checkpoint in ``model_dir``; writes nothing.
 
-    Only the model's variables (and the step) are read: no optimizer, no metrics.
+    Only the model's variables (and the step) are read: no optimizer, no metrics. With ``best``,
+    the checkpoint of the best evaluation (``best_dir``) instead.
 
     Returns:
         The checkpoint's training step.
@@ -239,7 +245,8 @@ def restore_weights(model: keras.Model, model_dir: str, log: Log = print) -> int
     """
     step = tf.Variable(0, dtype=tf.int64, trainable=False)
     checkpoint = make_checkpoint(model, step=step)
-    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir(model_dir), max_to_keep=None)
+    directory = best_dir(model_dir) if best else checkpoint_dir(model_dir)
+    manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=None)
     if restore_newest(checkpoint, manager, log) is None:
-        raise TrainingError(f"no checkpoint in {checkpoint_dir(model_dir)}")
+        raise TrainingError(f"no checkpoint in {directory}")
     return int(step.numpy())

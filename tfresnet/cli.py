@@ -27,7 +27,8 @@ _HELP = {
     "dataset": "mnist, fashion_mnist, cifar10, cifar100, imagenette, imagenet2012, folder, npz or synthetic.",
     "data_dir": "TFDS data dir (local or gs://), the .npz file, or the image folder.",
     "train_split": "Training split; TFDS slicing allowed, e.g. train[:2000].",
-    "eval_split": "Evaluation split.",
+    "eval_split": "Evaluation split (default test). Few-shot: validation or test keywords (default: validation "
+                  "while training, test in tfresnet-eval).",
     "image_size": "Image side for ImageNet-style and folder datasets.",
     "augment": "Training augmentation, a name in tfresnet.augment.AUGMENTATIONS (default: the dataset's).",
     "classes": "Train and evaluate on these labels only, relabelled 0..n-1 in this order, e.g. 5,6,7,8,9 "
@@ -72,6 +73,14 @@ _HELP = {
     "n_query": "Few-shot: query examples per class.",
     "episodes_per_epoch": "Few-shot: training steps per epoch.",
     "eval_episodes": "Few-shot: episodes over held-out keywords per evaluation.",
+    "train_n_way": "Few-shot: classes per training episode (default: n_way); more than at test time helps.",
+    "time_shift": "Few-shot: shift training clips by up to this many seconds either way (0: off).",
+    "noise_probability": "Few-shot: share of training clips mixed with _background_noise_ (0: off).",
+    "noise_snr_db": "Few-shot: low,high signal-to-noise ratio of the noise mix, in dB.",
+    "spec_augment": "Few-shot: SpecAugment-style masking of a mel band and a span of frames.",
+    "speed": "Few-shot: stretch time by a random factor in 1 +- this per training clip (0: off).",
+    "formant": "Few-shot: stretch the mel axis by a random factor in 1 +- this per training clip (VTLP; 0: off).",
+    "keep_best": "Keep the weights of the best evaluation in model_dir/best; export and tfresnet-eval use them.",
     "mode": f"One of {', '.join(config_lib.MODES)}.",
     "export": "Write model.keras and a serving SavedModel to model_dir at the end.",
     "keep_checkpoints": "Checkpoints to keep.",
@@ -151,7 +160,12 @@ def config_from_flags(argv: Sequence[str]) -> TrainConfig:
     values = {}
     for field in dataclasses.fields(TrainConfig):
         value = FLAGS[field.name].value
-        if field.name in ("lr_boundaries", "classes"):
+        if field.name == "noise_snr_db":
+            try:
+                value = tuple(float(v) for v in value)
+            except ValueError:
+                raise ValueError(f"{field.name}: expected numbers (dB), got {value}") from None
+        elif field.name in ("lr_boundaries", "classes"):
             try:
                 value = tuple(int(v) for v in value)
             except ValueError:
@@ -211,6 +225,106 @@ def run() -> None:
 def run_eval() -> None:
     """Console script ``tfresnet-eval``: top-1/top-5 of the newest checkpoint in --model_dir."""
     sys.exit(main(sys.argv, mode="eval"))
+
+
+# -- tfresnet-kws: keyword spotting with a trained few-shot encoder (tfresnet.spotting) --------------
+
+KWS_FLAGS = flags.FlagValues()
+flags.DEFINE_string("model", None, "A few-shot run folder (its model.keras), a .keras or a .tflite encoder.",
+                    flag_values=KWS_FLAGS)
+flags.DEFINE_string("keywords", None, "JSON file of enrolled keywords: enroll adds to it, classify and detect "
+                    "read it.", flag_values=KWS_FLAGS)
+flags.DEFINE_string("keyword", None, "enroll: the name of the keyword the WAV files say.", flag_values=KWS_FLAGS)
+flags.DEFINE_float("threshold", 0.8, "Scores (cosine similarity) below it are 'unknown' / no detection.",
+                   flag_values=KWS_FLAGS)
+flags.DEFINE_float("hop", 0.05, "detect: seconds between windows.", flag_values=KWS_FLAGS)
+flags.DEFINE_string("tflite", None, "export: the .tflite file to write.", flag_values=KWS_FLAGS)
+flags.DEFINE_string("int8_data", None, "export: full int8 quantisation, calibrated on the training clips of "
+                    "this Speech Commands folder (else float32).", flag_values=KWS_FLAGS)
+flags.DEFINE_bool("verbose", False, "Show tracebacks for errors.", flag_values=KWS_FLAGS)
+
+KWS_USAGE = """usage:
+  tfresnet-kws enroll   --model=RUN --keywords=K.json --keyword=NAME a.wav [b.wav ...]   (1-5 recordings)
+  tfresnet-kws classify --model=RUN --keywords=K.json clip.wav [...]    prints: clip keyword|unknown score
+  tfresnet-kws detect   --model=RUN --keywords=K.json long.wav [...]    prints: file start_seconds keyword score
+  tfresnet-kws export   --model=RUN --tflite=OUT.tflite [--int8_data=SPEECH_COMMANDS_DIR]"""
+
+
+def _kws(command: str, files: list[str]) -> None:
+    import numpy as np  # noqa: PLC0415
+    import tensorflow as tf  # noqa: PLC0415
+
+    from tfresnet import audio, spotting  # noqa: PLC0415
+
+    f = KWS_FLAGS
+    if not f.model:
+        raise flags.Error("--model is required (a few-shot run folder, .keras or .tflite)")
+    if command == "export":
+        if not f.tflite:
+            raise flags.Error("export needs --tflite=OUT.tflite")
+        encoder = spotting.load_encoder(f.model)
+        representative = None
+        if f.int8_data:
+            clips = audio.keyword_split(audio.load_keyword_folder(f.int8_data), "train")
+            pick = np.random.default_rng(0).permutation(len(clips.labels))[:200]
+            bins = spotting.encoder_input_shape(encoder)[1]
+            representative = audio.features(tf.constant(clips.waveforms[pick]), bins).numpy()
+        size = spotting.export_tflite(encoder, f.tflite, representative)
+        print(f"wrote {f.tflite} ({'int8' if representative is not None else 'float32'}, {size / 1024:.0f} KiB)")
+        return
+    if not f.keywords:
+        raise flags.Error(f"{command} needs --keywords=K.json")
+    if not files:
+        raise flags.Error(f"{command} needs WAV files")
+    spotter = spotting.KeywordSpotter.load(f.model, threshold=f.threshold)
+    if command == "enroll":
+        if not f.keyword:
+            raise flags.Error("enroll needs --keyword=NAME")
+        if os.path.exists(f.keywords):
+            spotter.load_keywords(f.keywords)
+        spotter.enroll(f.keyword, files)
+        spotter.save_keywords(f.keywords)
+        print(f"enrolled {f.keyword!r} from {len(files)} recording(s) into {f.keywords} "
+              f"({len(spotter.keywords)} keyword(s))")
+        return
+    if not os.path.exists(f.keywords):
+        raise FileNotFoundError(f"keywords file not found: {f.keywords} (tfresnet-kws enroll writes it)")
+    spotter.load_keywords(f.keywords)
+    if command == "classify":
+        for path, match in zip(files, spotter.classify(files)):
+            print(f"{path} {match.keyword} {match.score:.3f}")
+    else:
+        for path in files:
+            for d in spotter.detect(path, hop=f.hop):
+                print(f"{path} {d.start:.2f} {d.keyword} {d.score:.3f}")
+
+
+def kws_main(argv: Sequence[str]) -> int:
+    """``tfresnet-kws COMMAND [flags] FILES``; returns the exit status (2: bad input, one line)."""
+    verbose = "--verbose" in argv
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "2")
+    try:
+        KWS_FLAGS.unparse_flags()
+        rest = KWS_FLAGS(list(argv))[1:]
+        if not rest or rest[0] not in ("enroll", "classify", "detect", "export"):
+            raise flags.Error(f"expected a command: enroll, classify, detect or export\n{KWS_USAGE}")
+        if not verbose:
+            _import_tensorflow_quietly()
+        _kws(rest[0], rest[1:])
+    except flags.Error as err:
+        print(f"tfresnet-kws: error: {str(err).removeprefix('ERROR:: ')}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as err:
+        if verbose:
+            raise
+        print(f"tfresnet-kws: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run_kws() -> None:
+    """Console script ``tfresnet-kws``: enroll, classify, detect keywords; export the encoder to LiteRT."""
+    sys.exit(kws_main(sys.argv))
 
 
 if __name__ == "__main__":

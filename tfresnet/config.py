@@ -37,7 +37,9 @@ class TrainConfig:
     dataset: str = "mnist"
     data_dir: str | None = None  # TFDS dir (local or gs://), .npz file, or image folder
     train_split: str = "train"
-    eval_split: str = "test"
+    # None: "test"; for fewshot, the validation keywords while training (they pick the checkpoint)
+    # and the test keywords in tfresnet-eval.
+    eval_split: str | None = None
     image_size: int | None = None  # ImageNet-style and folder datasets only
     augment: str | None = None  # tfresnet.augment.AUGMENTATIONS; None: the dataset's own (data.RECIPES)
     # A class subset, relabelled 0..n-1 in this order (both splits); () is all classes.
@@ -98,6 +100,22 @@ class TrainConfig:
     n_query: int = 5
     episodes_per_epoch: int = 100
     eval_episodes: int = 100
+    # Classes of a training episode; None: n_way. More classes than at test time give a harder
+    # task and better embeddings (Snell et al. 2017 train 20-way for 5-way tests).
+    train_n_way: int | None = None
+    # Training augmentation of the clips (tfresnet.audio.Augmentation): recorded keywords start at
+    # any time and come with background noise, mixed from the dataset's _background_noise_.
+    time_shift: float = 0.1  # seconds, either way; 0: none
+    noise_probability: float = 0.8  # share of clips mixed with noise; 0: none
+    noise_snr_db: tuple[float, float] = (0.0, 20.0)  # signal-to-noise ratio of the mix, uniform in dB
+    spec_augment: bool = False  # mask a band of mel bins and a span of frames (SpecAugment)
+    # Speakers differ in tempo and vocal-tract length: stretch time and the mel axis per clip by
+    # random factors in 1 +- these (speed perturbation, VTLP); 0: none.
+    speed: float = 0.0
+    formant: float = 0.0
+    # Keep the weights of the best evaluation (test_accuracy) in model_dir/best; export and
+    # tfresnet-eval use them. The few-shot recipes select on the validation keywords this way.
+    keep_best: bool = False
 
     # Bookkeeping.
     mode: str = "train_and_eval"
@@ -114,7 +132,8 @@ class TrainConfig:
                       "k_shot", "n_query", "episodes_per_epoch", "eval_episodes"):
             if getattr(self, field) <= 0:
                 raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
-        for field in ("train_steps", "checkpoint_every", "image_size", "lr_scale_batch", "examples_per_class"):
+        for field in ("train_steps", "checkpoint_every", "image_size", "lr_scale_batch", "examples_per_class",
+                      "train_n_way"):
             value = getattr(self, field)
             if value is not None and value <= 0:
                 raise ValueError(f"{field} must be positive, got {value}")
@@ -125,6 +144,16 @@ class TrainConfig:
         for field in ("weight_decay", "warmup_steps", "label_smoothing", "freeze_backbone_epochs"):
             if getattr(self, field) < 0:
                 raise ValueError(f"{field} must be >= 0, got {getattr(self, field)}")
+        if not 0 <= self.noise_probability <= 1:
+            raise ValueError(f"noise_probability must be in [0, 1], got {self.noise_probability}")
+        for field in ("time_shift", "speed", "formant"):
+            if not 0 <= getattr(self, field) < 1:
+                raise ValueError(f"{field} must be in [0, 1), got {getattr(self, field)}")
+        if len(self.noise_snr_db) != 2 or self.noise_snr_db[0] > self.noise_snr_db[1]:
+            raise ValueError(f"noise_snr_db must be two numbers, low,high (dB), got {self.noise_snr_db}")
+        if self.keep_best and self.mode == "train":
+            raise ValueError("keep_best needs the evaluation of mode=train_and_eval to choose the best weights "
+                             "(got mode=train)")
         if self.label_smoothing >= 1:
             raise ValueError(f"label_smoothing must be < 1, got {self.label_smoothing}")
         if self.clip_norm is not None and self.clip_norm <= 0:

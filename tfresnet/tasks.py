@@ -189,7 +189,8 @@ class ClassificationTask(Task):
             self.train_source = data.load_source(cfg.dataset, cfg.train_split, cfg.data_dir, image_size, cfg.classes,
                                                  cfg.examples_per_class, cfg.seed)
         if not training or cfg.mode != "train":
-            self.eval_source = data.load_source(cfg.dataset, cfg.eval_split, cfg.data_dir, image_size, cfg.classes)
+            self.eval_source = data.load_source(cfg.dataset, cfg.eval_split or "test", cfg.data_dir, image_size,
+                                               cfg.classes)
         source = self.train_source or self.eval_source
         self.input_shape, self.num_classes = source.recipe.image_shape, source.num_classes
         if training:
@@ -255,15 +256,19 @@ class ClassificationTask(Task):
         return steps.classifier_metrics_update(metrics)
 
     def eval_line(self, step: int, results: Mapping[str, float]) -> str:
-        return f"Eval {self.cfg.eval_split} at step {step}: " + ", ".join(f"{k}: {v:.4f}" for k, v in results.items())
+        metrics = ", ".join(f"{k}: {v:.4f}" for k, v in results.items())
+        return f"Eval {self.cfg.eval_split or 'test'} at step {step}: {metrics}"
 
 
 class FewShotTask(Task):
     """Few-shot keyword spotting: N-way K-shot episodes, one per replica per step.
 
     Trains a ``PrototypicalNetwork`` around the registered encoder (``protores``) on episodes of
-    the training keywords (episode ``i`` a pure function of ``(seed + 2, i)``), and evaluates it on
-    ``eval_episodes`` fixed episodes of keywords it never saw. The exported model is the encoder:
+    the training keywords spoken by the training speakers (``tfresnet.audio.keyword_split``),
+    with time shifts and background noise (``audio.Augmentation``); episode ``i`` and its
+    augmentation are pure functions of ``(seed + 2, i)``. While training it evaluates on
+    ``eval_episodes`` fixed episodes of the validation keywords, spoken by held-out speakers;
+    ``tfresnet-eval`` reports the test keywords. The exported model is the encoder:
     spectrograms to embeddings.
     """
 
@@ -280,38 +285,72 @@ class FewShotTask(Task):
             raise ValueError(f"task fewshot does not take {', '.join(image_only)} (options of task classify)")
         if cfg.eval_episodes % rt.replicas:
             raise ValueError(f"eval_episodes {cfg.eval_episodes} is not divisible by the {rt.replicas} replicas")
-        self.train_examples: tuple[np.ndarray, np.ndarray] | None = None
-        self.eval_examples: tuple[np.ndarray, np.ndarray] | None = None
+        self.train_clips: audio.SpokenKeywords | None = None
+        self.eval_clips: audio.SpokenKeywords | None = None
+        self.noise: np.ndarray | None = None
+        self.augmentation = audio.Augmentation(cfg.time_shift, cfg.noise_probability, tuple(cfg.noise_snr_db),
+                                               cfg.spec_augment, cfg.speed, cfg.formant)
+        self.num_mel_bins = 20 if cfg.dataset == "synthetic" else 40  # the synthetic chirps need fewer
+
+    def eval_split(self, training: bool) -> str:
+        # The validation keywords pick the checkpoint; the test keywords are only reported.
+        return self.cfg.eval_split or ("validation" if training else "test")
 
     def load_data(self, training: bool) -> None:
         cfg = self.cfg
-        features, labels = audio.keyword_data(cfg.dataset, cfg.data_dir, cfg.seed)
-        seen, held_out = episodes.split_classes(labels)
+        clips = audio.keyword_clips(cfg.dataset, cfg.data_dir, cfg.seed)
         if training:
-            self.train_examples = features[seen], labels[seen]
+            self.train_clips = audio.split_of(clips, cfg.dataset, "train")
         if not training or cfg.mode != "train":
-            self.eval_examples = features[held_out], labels[held_out]
-        self.input_shape = tuple(features.shape[1:])
+            self.eval_clips = audio.split_of(clips, cfg.dataset, self.eval_split(training))
+        self.noise = np.concatenate(clips.noise) if clips.noise else None
+        frames = 1 + (clips.waveforms.shape[1] - 400) // 160  # 25 ms frames every 10 ms
+        self.input_shape = (frames, self.num_mel_bins, 1)
         self.steps_per_epoch = cfg.episodes_per_epoch
-        # Fail now, not inside the input pipeline, if the split cannot make such episodes.
-        for examples in (self.train_examples, self.eval_examples):
-            if examples is not None:
-                episodes.episodes(*examples, cfg.n_way, cfg.k_shot, cfg.n_query, 1)
+        # Fail now, not inside the input pipeline, if a split cannot make such episodes.
+        if self.train_clips is not None:
+            self._sampler(self.train_clips, self.cfg.train_n_way or self.cfg.n_way)(0)
+        if self.eval_clips is not None:
+            self._sampler(self.eval_clips, self.cfg.n_way)(0)
 
-    def _episodes(self, examples, ctx: tf.distribute.InputContext, seed: int, start: int = 0,
-                  count: int | None = None) -> tf.data.Dataset:
-        return episodes.episodes(*examples, self.cfg.n_way, self.cfg.k_shot, self.cfg.n_query, count, seed=seed,
-                                 start=start, num_shards=ctx.num_input_pipelines, shard=ctx.input_pipeline_id)
+    def _sampler(self, clips: audio.SpokenKeywords, n_way: int, seed: int = 0) -> episodes.EpisodeSampler:
+        return episodes.EpisodeSampler(clips.labels, n_way, self.cfg.k_shot, self.cfg.n_query, clips.speaker_ids(),
+                                       seed)
+
+    def episodes(self, clips: audio.SpokenKeywords, seed: int, training: bool, start: int = 0,
+                 count: int | None = None, n_way: int | None = None,
+                 ctx: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+        """Episodes of ``clips`` as features ``(support, query)``, augmented when ``training``."""
+        n_way = n_way or (self.cfg.train_n_way if training else None) or self.cfg.n_way
+        shards, shard = (ctx.num_input_pipelines, ctx.input_pipeline_id) if ctx else (1, 0)
+        ds = episodes.episodes(clips.waveforms, clips.labels, n_way, self.cfg.k_shot, self.cfg.n_query, count,
+                               seed=seed, start=start, num_shards=shards, shard=shard,
+                               speakers=clips.speaker_ids(), with_index=True)
+        augmentation = self.augmentation if training else None
+        noise = tf.constant(self.noise) if training and self.noise is not None else None
+        bins = self.num_mel_bins
+
+        def featurize(index, support, query):
+            shape = tf.shape(support)
+            both = tf.concat([tf.reshape(support, [-1, shape[-1]]), tf.reshape(query, [-1, shape[-1]])], 0)
+            feats = audio.augmented_features(both, augmentation, noise, tf.stack([tf.cast(seed, tf.int64), index]),
+                                             bins)
+            cut = shape[0] * shape[1]
+            return (tf.reshape(feats[:cut], tf.concat([shape[:2], tf.shape(feats)[1:]], 0)),
+                    tf.reshape(feats[cut:], tf.concat([[shape[0], -1], tf.shape(feats)[1:]], 0)))
+
+        return ds.map(featurize, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
     def train_iterator(self, start_step: int) -> Iterator:
         # Step s trains on episodes s*R ... s*R + R-1 (R replicas): resuming generates nothing before them.
         start = start_step * self.runtime.replicas
         return iter(self.runtime.strategy.distribute_datasets_from_function(
-            lambda ctx: self._episodes(self.train_examples, ctx, self.cfg.seed + 2, start)))
+            lambda ctx: self.episodes(self.train_clips, self.cfg.seed + 2, True, start, ctx=ctx)))
 
     def eval_batches(self) -> Iterable:
         return self.runtime.strategy.distribute_datasets_from_function(
-            lambda ctx: self._episodes(self.eval_examples, ctx, self.cfg.seed + 1, count=self.cfg.eval_episodes))
+            lambda ctx: self.episodes(self.eval_clips, self.cfg.seed + 1, False, count=self.cfg.eval_episodes,
+                                      ctx=ctx))
 
     def build_model(self, pretrained: bool = True) -> keras.Model:
         encoder = models.create_model(self.model_name, input_shape=self.input_shape, **self.cfg.model_options)
@@ -346,11 +385,15 @@ class FewShotTask(Task):
 
     @property
     def eval_note(self) -> str:
-        return f" ({self._shape()}, held-out keywords)"
+        return f" ({self._shape()}, {self.eval_split(True)} keywords)"
 
     def eval_line(self, step: int, results: Mapping[str, float]) -> str:
-        return (f"Eval held-out keywords at step {step}: loss: {results['loss']:.4f}, accuracy: "
-                f"{results['accuracy']:.4f} ({self._shape()}, {self.cfg.eval_episodes} episodes)")
+        return (f"Eval {self.eval_split(False)} keywords at step {step}: loss: {results['loss']:.4f}, accuracy: "
+                f"{results['accuracy']:.4f} ({self._shape()}, {self.cfg.eval_episodes} episodes, held-out speakers)")
+
+    def run_record(self) -> dict[str, Any]:
+        # Features are part of the model: an encoder trained on 40 mel bins cannot read 20.
+        return {**super().run_record(), "num_mel_bins": self.num_mel_bins}
 
     def export_model(self, model: keras.Model) -> keras.Model:
         return model.encoder

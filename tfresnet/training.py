@@ -73,6 +73,8 @@ class Run:
             self.eval_metrics = self.task.build_metrics(training=False)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        if cfg.keep_best and isinstance(self.runtime.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            raise ValueError("keep_best is not supported under multi-worker training (the chief alone saves it)")
         if self.runtime.jit_compile and (reason := steps.why_not_xla(self.model, self.runtime.strategy)):
             if cfg.jit_compile:  # asked for: refuse; on only by default (GPU): turn it off and say so
                 raise ValueError(f"jit_compile: {reason}; use --jit_compile=false or drop sync_batchnorm")
@@ -109,10 +111,17 @@ class Run:
             actions.EpochLog(cfg.model_dir, task.epoch_line, self.log, chief),
             *([actions.TargetAccuracy(cfg.target_accuracy, self.eval_metrics, self.log)]
               if cfg.target_accuracy is not None else []),
+            *([actions.KeepBest(self.model, self.step, cfg.model_dir, self.log, chief)] if cfg.keep_best else []),
             actions.CheckpointEvery(self.checkpointer, cfg.checkpoint_every or task.steps_per_epoch),
             actions.Preemption(self.checkpointer, self.runtime.strategy),
-            *([actions.Export(lambda: task.export(self.model, cfg.model_dir), chief)] if cfg.export else []),
+            *([actions.Export(self.export, chief)] if cfg.export else []),
         ]
+
+    def export(self) -> None:
+        """Exports the task's model; with ``keep_best``, the weights of the best evaluation."""
+        if self.cfg.keep_best:
+            checkpoints.restore_weights(self.model, self.cfg.model_dir, self.log, best=True)
+        self.task.export(self.model, self.cfg.model_dir)
 
     def train_loop(self) -> transfer.TrainLoop:
         """The task's train loop; with ``freeze_backbone_epochs``, one that trains only the head first."""
@@ -163,7 +172,8 @@ def evaluate(cfg: TrainConfig, log: Log = print) -> dict[str, float]:
     with rt.scope():
         model = task.build_model(pretrained=False)  # the checkpoint's weights replace them
         metrics = task.build_metrics(training=False)
-    step = checkpoints.restore_weights(model, cfg.model_dir, log)
+    # keep_best: the weights the evaluation during training chose (the few-shot validation keywords).
+    step = checkpoints.restore_weights(model, cfg.model_dir, log, best=cfg.keep_best)
     results = task.make_evaluator(model, metrics)()
     log(task.eval_line(step, results))
     return results

@@ -94,6 +94,11 @@ def test_python_blocks_run(index, tmp_path, monkeypatch):
     exec(compile(blocks("python")[index], f"README.md python block {index}", "exec"), {})
 
 
+def snapshot(folder):
+    """Every file under ``folder`` with its size and modification time: any write shows."""
+    return sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*"))
+
+
 @pytest.mark.needs_keywords
 def test_keyword_spotting_commands_run(tmp_path, capsys):
     """The keyword-spotting section, in this process (one TensorFlow start), on the shared spoken
@@ -123,9 +128,14 @@ def test_keyword_spotting_commands_run(tmp_path, capsys):
                  for w in words]
         if words[0] == "tfresnet-kws":
             assert cli.kws_main(words) == 0, capsys.readouterr().err
+        elif words[0] == "tfresnet-eval":
+            before = snapshot(run)
+            assert cli.main(words + short, mode="eval") == 0  # what the tfresnet-eval entry point runs
+            assert snapshot(run) == before  # evaluation writes nothing
         else:
-            assert cli.main(words + short, mode="eval" if words[0] == "tfresnet-eval" else None) == 0
+            assert cli.main(words + short) == 0
     out = capsys.readouterr().out
-    assert "Epoch 1, Loss:" in out and "Eval test keywords at step 10" in out
+    assert "Epoch 1, Loss:" in out and "(5-way 1-shot, validation keywords)" in out
+    assert "Eval test keywords at step 10: " in out and "(5-way 1-shot, 10 episodes, held-out speakers)" in out
     assert f"{tmp_path / 'clip.wav'} " in out and "enrolled 'dog' from 2 recording(s)" in out
     assert "kws_int8.tflite (int8, " in out and (tmp_path / "kws_int8.tflite").stat().st_size > 0

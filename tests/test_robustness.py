@@ -23,9 +23,10 @@ RUN = ["--dataset=mnist", f"--data_dir={MNIST_NPZ.parent}", "--train_split=train
        "--epochs=3", "--steps_per_loop=1", "--checkpoint_every=4", "--deterministic", "--mode=train", "--noexport",
        "--seed=3"]
 # The few-shot task on the same engine: 60 steps of one synthetic 5-way 1-shot episode, XLA on (its CPU default).
-FEWSHOT = ["--task=fewshot", "--dataset=synthetic", "--model_options=widths=[4,4,4]", "--epochs=3",
+FEWSHOT = ["--task=fewshot", "--dataset=synthetic", "--model_options=widths=[4,4,4]", "--time_shift=0.02", "--epochs=3",
            "--episodes_per_epoch=20", "--steps_per_loop=1", "--checkpoint_every=4", "--deterministic", "--mode=train",
-           "--noexport", "--seed=3"]
+           "--noexport", "--seed=3", "--learning_rate=0.01",
+           "--speed=0.05", "--spec_augment"]  # seeded augmentation (shift, speed, masks): resume must replay it
 
 
 def start(model_dir, *extra, run=RUN):
@@ -109,7 +110,7 @@ def test_fewshot_sigkill_at_a_random_step_then_restart_is_exact(tmp_path):
     """The few-shot task resumes bitwise too: the episode stream restarts at the step, the metrics with it."""
     reference = uninterrupted(tmp_path / "reference", FEWSHOT)
     kill_at_a_random_step_and_restart(tmp_path / "killed", FEWSHOT)
-    assert_same_as_reference(tmp_path / "killed", reference, trained=0.3)  # chance: 0.2
+    assert_same_as_reference(tmp_path / "killed", reference, trained=0.3)  # chance: 0.2; measured 0.464
 
 
 @pytest.mark.needs_mnist

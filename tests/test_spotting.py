@@ -53,16 +53,6 @@ def test_trained_encoder_beats_chance_and_raw_features_on_test_words_of_held_out
     assert step in (50, 100, 150)
 
 
-def test_eval_reports_the_test_words_of_held_out_speakers(run, capsys):
-    cfg, _ = run
-    flags = [f"--{k}={v}" for k, v in dict(task="fewshot", model="protores", dataset="folder",
-                                          data_dir=SPOKEN_KEYWORDS, model_dir=cfg.model_dir, eval_episodes=20).items()]
-    options = "--model_options=widths=[32,32,32],bins_as_channels=true,pooling=average"
-    assert cli.main(["tfresnet-eval", *flags, options, "--keep_best"], mode="eval") == 0
-    out = capsys.readouterr().out
-    assert "Eval test keywords at step " in out and "(5-way 1-shot, 20 episodes, held-out speakers)" in out
-
-
 def test_enroll_one_speaker_then_classify_other_speakers(run, clips):
     test = audio.keyword_split(clips, "test")
     spotter = spotting.KeywordSpotter.load(run[0].model_dir, threshold=0.0)

@@ -94,9 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
 
     # LiteRT: float32 and full int8 (calibrated on 200 training clips), on the same test episodes.
-    train_clips = audio.keyword_split(clips, "train")
-    pick = np.random.default_rng(0).permutation(len(train_clips.labels))[:200]
-    representative = audio.features(tf.constant(train_clips.waveforms[pick]), bins).numpy()
+    representative = spotting.representative_features(args.data_dir, bins)
     lite = {}
     for name, rep in (("float32", None), ("int8", representative)):
         path = os.path.join(model_dir, f"encoder_{name}.tflite")

@@ -54,6 +54,12 @@ def features(waveforms: tf.Tensor, num_mel_bins: int = 40) -> tf.Tensor:
     return (mel - mean) * tf.math.rsqrt(variance + 1e-6)
 
 
+def num_frames(samples: int, step_ms: float = 10.0, frame_ms: float = 25.0) -> int:
+    """Frames of the log-mel of a clip of ``samples``: e.g. 1 s -> 98 (``clip_samples`` inverts it)."""
+    step, frame = int(SAMPLE_RATE * step_ms / 1000), int(SAMPLE_RATE * frame_ms / 1000)
+    return 1 + (samples - frame) // step
+
+
 def clip_samples(frames: int, step_ms: float = 10.0, frame_ms: float = 25.0) -> int:
     """The clip length (samples) whose log-mel has ``frames`` frames: e.g. 98 frames -> 1 s."""
     step, frame = int(SAMPLE_RATE * step_ms / 1000), int(SAMPLE_RATE * frame_ms / 1000)
@@ -370,11 +376,15 @@ def held_out_speakers(speakers, fraction: float = HELD_OUT_SPEAKERS) -> set[str]
     return set(distinct[:int(round(len(distinct) * fraction))])
 
 
+def _check_split(split: str) -> None:
+    if split not in KEYWORD_SPLITS:
+        raise ValueError(f"keyword split {split!r} is not one of {', '.join(KEYWORD_SPLITS)}")
+
+
 def keyword_split(clips: SpokenKeywords, split: str, fraction: float = HELD_OUT_SPEAKERS) -> SpokenKeywords:
     """The clips of one split: the split's words, spoken by the training speakers (``train``) or
     by the held-out ones (``validation`` and ``test``)."""
-    if split not in KEYWORD_SPLITS:
-        raise ValueError(f"keyword split {split!r} is not one of {', '.join(KEYWORD_SPLITS)}")
+    _check_split(split)
     words = np.array([word_split(w) == split for w in clips.keywords])
     held_out = held_out_speakers(clips.speakers, fraction)
     heard = np.array([s in held_out for s in clips.speakers]) != (split == "train")
@@ -394,6 +404,7 @@ def synthetic_clips(seed: int = 0) -> SpokenKeywords:
 
 def synthetic_split(clips: SpokenKeywords, split: str) -> SpokenKeywords:
     """Keywords 0-47 train, 48-55 validation, 56-63 test (all clips: synthetic speakers are unique)."""
+    _check_split(split)
     low, high = {"train": (0, 48), "validation": (48, 56), "test": (56, 64)}[split]
     return clips.subset((clips.labels >= low) & (clips.labels < high))
 
@@ -413,8 +424,6 @@ def keyword_clips(dataset: str, data_dir: str | None, seed: int = 0) -> SpokenKe
 
 def split_of(clips: SpokenKeywords, dataset: str, split: str) -> SpokenKeywords:
     """``keyword_split`` (``synthetic_split`` for synthetic keywords), refusing an empty split."""
-    if split not in KEYWORD_SPLITS:
-        raise ValueError(f"keyword split {split!r} is not one of {', '.join(KEYWORD_SPLITS)}")
     part = synthetic_split(clips, split) if dataset == "synthetic" else keyword_split(clips, split)
     if not len(part.labels):
         raise ValueError(f"the {split} split of {dataset} has no clips (its words: "

@@ -251,10 +251,7 @@ KWS_USAGE = """usage:
 
 
 def _kws(command: str, files: list[str]) -> None:
-    import numpy as np  # noqa: PLC0415
-    import tensorflow as tf  # noqa: PLC0415
-
-    from tfresnet import audio, spotting  # noqa: PLC0415
+    from tfresnet import spotting  # noqa: PLC0415
 
     f = KWS_FLAGS
     if not f.model:
@@ -265,10 +262,8 @@ def _kws(command: str, files: list[str]) -> None:
         encoder = spotting.load_encoder(f.model)
         representative = None
         if f.int8_data:
-            clips = audio.keyword_split(audio.load_keyword_folder(f.int8_data), "train")
-            pick = np.random.default_rng(0).permutation(len(clips.labels))[:200]
             bins = spotting.encoder_input_shape(encoder)[1]
-            representative = audio.features(tf.constant(clips.waveforms[pick]), bins).numpy()
+            representative = spotting.representative_features(f.int8_data, bins)
         size = spotting.export_tflite(encoder, f.tflite, representative)
         print(f"wrote {f.tflite} ({'int8' if representative is not None else 'float32'}, {size / 1024:.0f} KiB)")
         return

@@ -240,6 +240,14 @@ def _frame_db(wave: np.ndarray, frame: int = 160) -> np.ndarray:
     return 10 * np.log10((frames**2).mean(axis=1) + 1e-10)
 
 
+def representative_features(data_dir: str | os.PathLike, num_mel_bins: int, count: int = 200) -> np.ndarray:
+    """Features of ``count`` training clips (drawn with seed 0) of a Speech Commands folder: the
+    calibration set of a full int8 export."""
+    clips = audio.keyword_split(audio.load_keyword_folder(data_dir), "train")
+    pick = np.random.default_rng(0).permutation(len(clips.labels))[:count]
+    return audio.features(tf.constant(clips.waveforms[pick]), num_mel_bins).numpy()
+
+
 def export_tflite(encoder: keras.Model, path: str | os.PathLike, representative: np.ndarray | None = None) -> int:
     """Writes the encoder as a LiteRT flatbuffer: float32, or full int8 with ``representative`` features.
 

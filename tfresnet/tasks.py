@@ -304,8 +304,7 @@ class FewShotTask(Task):
         if not training or cfg.mode != "train":
             self.eval_clips = audio.split_of(clips, cfg.dataset, self.eval_split(training))
         self.noise = np.concatenate(clips.noise) if clips.noise else None
-        frames = 1 + (clips.waveforms.shape[1] - 400) // 160  # 25 ms frames every 10 ms
-        self.input_shape = (frames, self.num_mel_bins, 1)
+        self.input_shape = (audio.num_frames(clips.waveforms.shape[1]), self.num_mel_bins, 1)
         self.steps_per_epoch = cfg.episodes_per_epoch
         # Fail now, not inside the input pipeline, if a split cannot make such episodes.
         if self.train_clips is not None:
@@ -318,10 +317,9 @@ class FewShotTask(Task):
                                        seed)
 
     def episodes(self, clips: audio.SpokenKeywords, seed: int, training: bool, start: int = 0,
-                 count: int | None = None, n_way: int | None = None,
-                 ctx: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+                 count: int | None = None, ctx: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
         """Episodes of ``clips`` as features ``(support, query)``, augmented when ``training``."""
-        n_way = n_way or (self.cfg.train_n_way if training else None) or self.cfg.n_way
+        n_way = (self.cfg.train_n_way if training else None) or self.cfg.n_way
         shards, shard = (ctx.num_input_pipelines, ctx.input_pipeline_id) if ctx else (1, 0)
         ds = episodes.episodes(clips.waveforms, clips.labels, n_way, self.cfg.k_shot, self.cfg.n_query, count,
                                seed=seed, start=start, num_shards=shards, shard=shard,
@@ -390,10 +388,6 @@ class FewShotTask(Task):
     def eval_line(self, step: int, results: Mapping[str, float]) -> str:
         return (f"Eval {self.eval_split(False)} keywords at step {step}: loss: {results['loss']:.4f}, accuracy: "
                 f"{results['accuracy']:.4f} ({self._shape()}, {self.cfg.eval_episodes} episodes, held-out speakers)")
-
-    def run_record(self) -> dict[str, Any]:
-        # Features are part of the model: an encoder trained on 40 mel bins cannot read 20.
-        return {**super().run_record(), "num_mel_bins": self.num_mel_bins}
 
     def export_model(self, model: keras.Model) -> keras.Model:
         return model.encoder

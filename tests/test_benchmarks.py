@@ -15,7 +15,9 @@ from conftest import KEYWORDS_MISSING, MNIST_MISSING, MNIST_NPZ, REPO, local, ta
 # Overriding flags (argparse keeps the last value) that shrink each README command.
 SHRINK = {
     "train_throughput.py": ["--batch_size", "8", "--steps", "2", "--repeats", "2", "--matmul_size", "256"],
-    "data_throughput.py": ["--batch_size", "16", "--batches", "5", "--steps", "2"],
+    "data_throughput.py": ["--batch_size", "16", "--batches", "5", "--steps", "2", "--jpeg_images", "40",
+                           "--jpeg_batch_size", "4", "--jpeg_batches", "2", "--image_size", "32", "--model_steps", "1",
+                           "--model_batch_size", "2", "--model", "resnet20_cifar"],
     "fewshot_throughput.py": ["--widths", "4,4,4", "--steps", "2", "--repeats", "2"],
     "time_to_accuracy.py": ["--target", "0.5", "--", "--train_split=train[:2000]", "--eval_split=test[:256]",
                             "--epochs=1", "--batch_size=32"],
@@ -75,6 +77,9 @@ def test_readme_benchmark_command(command, tmp_path):
     elif script == "data_throughput.py":
         rates = dict(re.findall(r"^(mnist \.npz|synthetic).*?=\s+([\d.]+)x the model$", out, flags=re.M))
         assert set(rates) == {"mnist .npz", "synthetic"} and all(float(r) > 0 for r in rates.values()), out
+        jpeg = re.findall(r"^(old|folder|shards): .*?(\d+) per core;.*first batch\s+([\d.]+) s fresh,\s+([\d.]+) s 8 "
+                          r"epochs in", out, flags=re.M)
+        assert [j[0] for j in jpeg] == ["old", "folder", "shards"] and all(int(j[1]) > 0 for j in jpeg), out
     elif script == "fewshot_throughput.py":
         result = json.loads(result_file.read_text())
         assert set(result["episodes_per_sec"]) == {"loop", "loop_xla"}

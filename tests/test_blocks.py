@@ -2,9 +2,12 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras
 from tfresnet import blocks as B
+from tfresnet import models
+from tfresnet.layers import DropPath
 
 
 def _kernel(layer, name):
@@ -75,3 +78,45 @@ def test_zero_init_residual_makes_block_an_identity(block, rng):
     x = np.abs(rng.standard_normal((2, 8, 8, 16 * b.expansion))).astype("float32")
     # Post-activation blocks end in ReLU, so use non-negative inputs: relu(x + 0) == x.
     np.testing.assert_allclose(b(x, training=False), x, atol=1e-6)
+
+
+def test_drop_path_keeps_the_expected_value_and_leaves_inference_alone():
+    drop = DropPath(0.3, seed=1)
+    x = np.ones((4000, 2, 2, 3), np.float32)
+    np.testing.assert_array_equal(drop(x, training=False), x)
+    y = drop(x, training=True).numpy()
+    per_example = y.reshape(4000, -1)
+    # Whole examples are dropped (all zeros) or kept and scaled by 1 / 0.7.
+    assert np.all((per_example == 0).all(1) | np.isclose(per_example, 1 / 0.7).all(1))
+    assert abs((per_example[:, 0] == 0).mean() - 0.3) < 0.03  # 4000 draws: std 0.007
+    assert abs(y.mean() - 1.0) < 0.05
+    with pytest.raises(ValueError, match=r"drop path rate must be in \[0, 1\), got 1"):
+        DropPath(1.0)
+
+
+def test_drop_path_rises_linearly_with_depth_and_inference_is_unchanged(rng):
+    with_drop = models.create_model("resnet20_cifar", drop_path_rate=0.2)
+    without = models.create_model("resnet20_cifar")
+    rates = [unit.drop_path for units in with_drop.stages for unit in units]
+    np.testing.assert_allclose(rates, np.linspace(0, 0.2, 9))
+    weights = {v.path: v for v in with_drop.weights}
+    for v in without.weights:
+        v.assign(weights[v.path])
+    x = rng.normal(size=(4, 32, 32, 3)).astype("float32")
+    np.testing.assert_array_equal(with_drop(x, training=False), without(x, training=False))
+    again = type(with_drop).from_config(with_drop.get_config())
+    assert again.drop_path_rate == 0.2 and [u.drop_path for units in again.stages for u in units] == rates
+
+
+def test_drop_path_draws_resume_from_a_checkpoint(tmp_path):
+    """The draw count is a weight: a restored layer drops exactly what the original would next."""
+    x = np.ones((64, 1, 1, 1), np.float32)
+    first = DropPath(0.5, seed=3)
+    for _ in range(3):
+        first(x, training=True)
+    path = tf.train.Checkpoint(layer=first).write(str(tmp_path / "ckpt"))
+    restored = DropPath(0.5, seed=3)
+    restored(x, training=False)  # builds it
+    tf.train.Checkpoint(layer=restored).read(path).assert_consumed()
+    np.testing.assert_array_equal(restored(x, training=True), first(x, training=True))
+    assert not np.array_equal(first(x, training=True), DropPath(0.5, seed=3)(x, training=True))

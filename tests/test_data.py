@@ -1,10 +1,13 @@
 """Input pipelines: real MNIST, TFDS (mocked), image folders, synthetic data, sharding, bad input."""
 
+import os
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfresnet import data
+from tfresnet import augment, data
 
 
 def _write_npz(path, **arrays):
@@ -148,7 +151,9 @@ def test_class_subsets_relabel_in_order_and_draw_examples_per_class_by_seed(mnis
     root = _write_image_folder(tmp_path / "imgs")
     two = data.load_source("folder", "train", str(root), image_size=8, classes=(3, 1), examples_per_class=2)
     assert (two.num_examples, two.num_classes) == (4, 2)
-    kept = [(int(y), float(np.mean(x))) for x, y in two.stream]
+    x, y = next(iter(data.make_dataset(two, 4, training=False)))
+    kept = [(int(label), float(np.mean(img * np.array(data.IMAGENET_STD) + np.array(data.IMAGENET_MEAN)) * 255))
+            for img, label in zip(x.numpy(), y.numpy())]
     assert sorted(y for y, _ in kept) == [0, 0, 1, 1]
     for label, brightness in kept:  # class c was painted 40 * c: label 0 is "yak" (3), label 1 "dog" (1)
         assert abs(brightness - (40 * (3, 1)[label] + 9.5)) < 4
@@ -263,3 +268,116 @@ def test_the_suite_finds_mnist_in_the_documented_order_and_says_why_not(tmp_path
     assert path is None and "\n" not in why
     assert why.startswith(f"MNIST not found (mnist.npz in {shared.parent}) and the download into ")
     assert why.endswith("failed (OSError); set $TFRESNET_DATA_DIR to a folder with mnist.npz")
+
+
+# --------------------------------------------------------------------------------------------------
+# Files: index order, constant-time resume, decoding only the crop, bad files
+# --------------------------------------------------------------------------------------------------
+
+
+def test_a_folder_resumes_on_indices_without_opening_what_it_skips(tmp_path):
+    root = tmp_path / "imgs"
+    for c in range(3):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(4):  # 12 flat images of distinct values 20 * k: each image names its file
+            tf.io.write_file(str(root / f"c{c}" / f"{i}.png"),
+                             tf.io.encode_png(np.full((20, 24, 3), 20 * (4 * c + i), np.uint8)))
+    source = data.load_folder(root, "train", image_size=16, validation_fraction=0)
+    kw = dict(batch_size=4, training=True, seed=3, augment="none")
+    steps = source.steps_per_epoch(4)
+    start = 8 * steps + 1  # 8 epochs in
+    uninterrupted = [(x.numpy(), y.numpy()) for x, y in data.make_dataset(source, **kw).take(start + 1)]
+    resumed = data.make_dataset(source, start_step=start, **kw)
+    pixel = uninterrupted[start][0][:, 0, 0, 0] * data.IMAGENET_STD[0] * 255 + data.IMAGENET_MEAN[0] * 255
+    used = {str(root / f"c{k // 4}" / f"{k % 4}.png") for k in np.round(pixel / 20).astype(int)}
+    assert len(used) == 4
+    # Delete every file the first resumed batch does not use: opening a skipped file would fail.
+    for f in source.files:
+        if f not in used:
+            os.remove(f)
+    x, y = next(iter(resumed))
+    np.testing.assert_array_equal(x.numpy(), uninterrupted[start][0])
+    np.testing.assert_array_equal(y.numpy(), uninterrupted[start][1])
+
+
+def test_training_crops_decode_only_the_jpeg_window_and_match_a_full_decode():
+    rng = np.random.default_rng(0)
+    smooth = tf.image.resize(rng.integers(0, 256, (12, 16, 3)).astype("float32"), (120, 160)).numpy()
+    jpeg = tf.io.encode_jpeg(smooth.astype(np.uint8), quality=95)
+    png = tf.io.encode_png(smooth.astype(np.uint8))
+    for key in range(5):
+        seed = tf.constant([7, key], tf.int64)
+        full = augment.inception(tf.io.decode_image(jpeg, 3), (32, 32, 3), seed).numpy()
+        window = augment.inception_from_encoded(jpeg, (32, 32, 3), seed).numpy()
+        # The same window on the original aspect ratio; decoding it alone may differ by rounding only.
+        assert np.abs(full - window).mean() < 1.0 and np.abs(full - window).max() < 12
+        np.testing.assert_array_equal(augment.inception_from_encoded(png, (32, 32, 3), seed).numpy(),
+                                      augment.inception(tf.io.decode_png(png), (32, 32, 3), seed).numpy())
+    # A window really is cut (not the whole image squashed): crops of different keys differ.
+    assert not np.array_equal(augment.inception_from_encoded(jpeg, (32, 32, 3), tf.constant([7, 0], tf.int64)),
+                              augment.inception_from_encoded(jpeg, (32, 32, 3), tf.constant([7, 1], tf.int64)))
+
+
+def _folder_with_a_corrupt_image(root):
+    _write_image_folder(root, per_class=6)
+    bad = root / "dog" / "2.jpg"
+    bad.write_bytes(bad.read_bytes()[:200])  # truncated
+    return bad
+
+
+def test_an_undecodable_image_is_named_or_skipped_with_a_count(tmp_path, capfd):
+    bad = _folder_with_a_corrupt_image(tmp_path / "imgs")
+    source = data.load_source("folder", "train", str(tmp_path / "imgs"), image_size=16)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=rf"cannot read or decode\] \[{re.escape(str(bad))}\]"):
+        for _ in data.make_dataset(source, source.num_examples // 2, training=True).take(4):
+            pass
+    # skip: batches keep their size and every label stays a real one.
+    batches = list(data.make_dataset(source, source.num_examples // 2, training=True, bad_images="skip").take(4))
+    assert all(x.shape[0] == source.num_examples // 2 and np.isfinite(x.numpy()).all() for x, _ in batches)
+    assert f"skipped 1 unreadable image(s): \"{bad}\"" in capfd.readouterr().err
+    with pytest.raises(ValueError, match="bad_images: unknown value 'ignore'"):
+        data.make_dataset(source, 4, training=True, bad_images="ignore")
+    # Converting to shards checks every image first.
+    with pytest.raises(ValueError, match=rf"{re.escape(str(bad))} does not decode as an image \(jpeg::Uncompress failed.*\); 1 of 20 files"):
+        data.write_shards("folder", str(tmp_path / "imgs"), str(tmp_path / "shards"), 2, splits=("train",))
+    assert not (tmp_path / "shards" / "shards.json").exists()
+
+
+def test_small_classes_and_empty_splits_are_clear(tmp_path):
+    root = tmp_path / "imgs"
+    _write_image_folder(root, classes=("a", "b"), per_class=3)
+    for f in list((root / "b").iterdir())[1:]:
+        f.unlink()
+    # A class of one image trains; it is not moved to the test split, leaving training without it.
+    train = data.load_source("folder", "train", str(root))
+    assert sorted(np.bincount(train.labels).tolist()) == [1, 2]
+    for f in list((root / "a").iterdir())[1:]:
+        f.unlink()
+    with pytest.raises(ValueError, match=rf"image folder {re.escape(str(root))}: the test split is empty"):
+        data.load_source("folder", "test", str(root))
+    (tmp_path / "pickle.npz").write_bytes(b"\x80\x04K\x01.")
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    (tmp_path / "array.npy").rename(tmp_path / "array.npz")
+    for name in ("pickle.npz", "array.npz"):
+        with pytest.raises(ValueError, match=rf"{tmp_path / name} is not a readable .npz array file"):
+            data.load_source("npz", "train", str(tmp_path / name))
+
+
+def test_a_tf_data_service_with_two_workers_decodes_whole_epochs(tmp_path):
+    service = tf.data.experimental.service
+    dispatcher = service.DispatchServer(service.DispatcherConfig(port=0))
+    workers = [service.WorkerServer(service.WorkerConfig(dispatcher_address=dispatcher.target.split("://")[1]))
+               for _ in range(2)]
+    source = data.load_folder(_write_image_folder(tmp_path / "imgs", per_class=3), "train", image_size=16,
+                              validation_fraction=0)
+    steps = source.steps_per_epoch(4)  # 3
+    kw = dict(batch_size=4, training=True, seed=5)
+    local = [x.numpy() for x, _ in data.make_dataset(source, **kw).take(4 * steps)]
+    served = [x.numpy() for x, _ in data.make_dataset(source, data_service=dispatcher.target, **kw).take(2 * steps)]
+    # Each worker makes whole epochs exactly as a local pipeline does; the service interleaves their batches.
+    found = [next(i for i, batch in enumerate(local) if np.array_equal(batch, x)) for x in served]
+    assert len(set(found)) == len(found) and {i // steps for i in found} <= {0, 1, 2, 3}
+    # Resumed mid-epoch, it restarts that epoch (exact resume is what the option gives up).
+    resumed = next(iter(data.make_dataset(source, start_step=steps + 1, data_service=dispatcher.target, **kw)))[0]
+    assert any(np.array_equal(resumed.numpy(), local[i]) for i in range(steps, 4 * steps) if i % steps == 0)
+    del workers

@@ -5,6 +5,7 @@ import math
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfresnet import models, optim
 from tfresnet.config import TrainConfig
@@ -75,3 +76,43 @@ def test_float16_gets_loss_scaling_and_an_unknown_name_is_refused():
     # Before the tables, any unknown schedule silently became one-cycle.
     with pytest.raises(ValueError, match="^lr_schedule: unknown value 'cosin' \\(did you mean 'cosine'\\?\\)"):
         optim.make_schedule(CFG.replace(lr_schedule="cosin"), 10)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_weight_decay_is_pytorchs_coupled_l2(nesterov):
+    """Several steps of tfresnet's sgd against torch.optim.SGD(momentum, nesterov, weight_decay), with a
+    changing learning rate; BatchNorm parameters and biases are not decayed, in both."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    shapes = {"conv/kernel": (3, 3, 2, 4), "bn/gamma": (4,), "dense/bias": (4,)}
+    start = {name: rng.normal(size=shape).astype("float32") for name, shape in shapes.items()}
+    grads = [{name: rng.normal(size=shape).astype("float32") for name, shape in shapes.items()} for _ in range(6)]
+    rates = [0.1, 0.1, 0.05, 0.02, 0.02, 0.01]
+    cfg = CFG.replace(optimizer="sgd", momentum=0.9, nesterov=nesterov, weight_decay=0.05)
+    variables = [keras.Variable(start[name], name=name.split("/")[1]) for name in shapes]
+    opt = optim.make_optimizer(cfg, 100)
+    opt.build(variables)
+    params = {name: torch.tensor(start[name], requires_grad=True) for name in shapes}
+    decayed = [params["conv/kernel"]]
+    torch_opt = torch.optim.SGD([{"params": decayed, "weight_decay": 0.05},
+                                 {"params": [params["bn/gamma"], params["dense/bias"]], "weight_decay": 0.0}],
+                                lr=0.1, momentum=0.9, nesterov=nesterov)
+    for grad, lr in zip(grads, rates):
+        opt.learning_rate = lr
+        opt.apply([tf.constant(grad[name]) for name in shapes], variables)
+        for group in torch_opt.param_groups:
+            group["lr"] = lr
+        for name, p in params.items():
+            p.grad = torch.tensor(grad[name])
+        torch_opt.step()
+    for variable, name in zip(variables, shapes):
+        np.testing.assert_allclose(variable.numpy(), params[name].detach().numpy(), atol=1e-6, rtol=0)
+    # The decay is coupled: ten times stronger than Keras' decoupled one at momentum 0.9.
+    assert not np.allclose(start["conv/kernel"], variables[0].numpy())
+
+
+def test_sgd_checkpoints_and_serializes():
+    opt = optim.make_optimizer(CFG.replace(optimizer="sgd", weight_decay=1e-4), 100)
+    again = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
+    assert type(again) is optim.SGD and again.weight_decay == pytest.approx(1e-4)

@@ -44,8 +44,8 @@ def test_cli_commands_run(tmp_path):
             key, value = words[1].split("=", 1)
             env[key] = value
             continue
-        if words[0] not in ("tfresnet-train", "tfresnet-eval") or "kws_protores" in command:
-            continue  # the keyword-spotting commands: test_keyword_spotting_commands_run
+        if words[0] not in ("tfresnet-train", "tfresnet-eval") or "kws_protores" in command or "shards" in command:
+            continue  # keyword spotting and shards: test_keyword_spotting_commands_run, test_data_commands_run
         stem = os.path.basename(next(w for w in words if w.startswith("--flagfile="))).removesuffix(".cfg")
         # Each training command starts a fresh run; evaluation reads the last run of its flag file.
         if words[0] == "tfresnet-train":
@@ -92,6 +92,22 @@ def test_tensorboard_command_starts(tmp_path):
 def test_python_blocks_run(index, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(blocks("python")[index], f"README.md python block {index}", "exec"), {})
+
+
+def test_data_commands_run(tmp_path, capsys):
+    """The data section's commands, in this process: a folder to shards, then a short run on them."""
+    from tfresnet import cli
+
+    commands = [local(shlex.split(c)) for c in bash_commands() if "shards" in c]
+    assert [c[0] for c in commands] == ["tfresnet-shards", "tfresnet-train"]
+    image_folder(tmp_path / "data" / "images")
+    swap = lambda words: [w.replace("data/", f"{tmp_path}/data/") for w in words]  # noqa: E731
+    assert cli.shards_main(swap(commands[0])) == 0
+    assert "train: 14 images of 2 classes -> 14 shards" in capsys.readouterr().out
+    short = ["--model=resnet20_cifar", "--image_size=32", "--batch_size=4", "--eval_batch_size=4", "--train_steps=3",
+             "--steps_per_loop=3", f"--model_dir={tmp_path / 'run'}", "--noexport"]
+    assert cli.main(swap(commands[1]) + short) == 0, capsys.readouterr().err
+    assert "Test Accuracy: " in capsys.readouterr().out
 
 
 def snapshot(folder):

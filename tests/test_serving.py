@@ -8,7 +8,7 @@ import safetensors.torch
 import tensorflow as tf
 
 import keras
-from tfresnet import data, training, weights
+from tfresnet import augment, data, training, weights
 from tfresnet.config import TrainConfig
 from tfresnet.preprocessing import CAFFE
 from torch_reference import random_resnet
@@ -50,7 +50,10 @@ def test_a_fine_tuned_run_applies_records_and_serves_its_weights_preprocessing(f
     run = training.Run(cfg, log=lambda line: None)
     # The pipelines normalise as the weights expect (BGR, 0-255, Caffe means), not with the dataset's statistics.
     assert run.task.preprocessing == CAFFE and run.model.preprocessing == CAFFE
-    stored = np.stack([img.numpy() for img, _ in run.task.eval_source.stream])
+    # Each image keeps its size until evaluation resizes its shorter side and cuts out the centre.
+    stored = np.stack([augment.resize_for_eval(tf.io.decode_png(tf.io.read_file(f)), (32, 32, 3), "center_crop",
+                                               CAFFE.crop_fraction, CAFFE.interpolation).numpy()
+                       for f in run.task.eval_source.files])
     batch = next(iter(run.task.eval_batches()))[0].numpy()
     np.testing.assert_allclose(batch, stored[:, :, :, ::-1].astype("float32") - CAFFE.mean, atol=1e-4)
     # The backbone is the pretrained one; the 2-class head is new.

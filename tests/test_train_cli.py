@@ -111,6 +111,10 @@ def test_cli_trains_then_evaluates_a_checkpoint(tmp_path):
         (["--task=fewshot", "--pretrained=x.pth"], "task fewshot does not take pretrained (options of task classify)"),
         (["--classes=1,x"], "classes: expected integers"),
         (["--backbone_lr_scale=0"], "backbone_lr_scale must be positive, got 0.0"),
+        (["--bad_images=ignore"], "bad_images: unknown value 'ignore'"),
+        (["--drop_path_rate=1"], "drop_path_rate must be in [0, 1), got 1.0"),
+        (["--dataset=shards", "--data_dir=/nonexistent/shards"], "/nonexistent/shards/shards.json not found: not a "
+                                                                  "shard folder"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path, capsys):
@@ -141,4 +145,4 @@ def test_verbose_shows_the_traceback(tmp_path):
 def test_console_scripts_are_declared():
     text = (REPO / "setup.cfg").read_text()
     assert "tfresnet-train = tfresnet.cli:run" in text and "tfresnet-eval = tfresnet.cli:run_eval" in text
-    assert "tfresnet-kws = tfresnet.cli:run_kws" in text
+    assert "tfresnet-kws = tfresnet.cli:run_kws" in text and "tfresnet-shards = tfresnet.cli:run_shards" in text

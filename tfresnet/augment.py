@@ -51,16 +51,49 @@ def cifar(image: tf.Tensor, image_shape: Sequence[int], seed: tf.Tensor) -> tf.T
     return flip(_pad_and_crop(image, image_shape, seed, 4), image_shape, seed)
 
 
+def _inception_window(image_size: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(begin, size)`` of a random-resized crop of an image of ``image_size`` (height, width, channels)."""
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        image_size, tf.zeros([1, 0, 4]), seed=_seeds(seed, 2)[0], min_object_covered=0.1,
+        aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.08, 1.0), max_attempts=10,
+        use_image_if_no_bounding_boxes=True)
+    return begin, size
+
+
 @AUGMENTATIONS.register("inception")
 def inception(image: tf.Tensor, image_shape: Sequence[int], seed: tf.Tensor) -> tf.Tensor:
     """Inception-style random-resized crop (8-100% of the area, aspect 3/4-4/3), then flip."""
-    h, w, _ = image_shape
-    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image), tf.zeros([1, 0, 4]), seed=_seeds(seed, 2)[0], min_object_covered=0.1,
-        aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.08, 1.0), max_attempts=10,
-        use_image_if_no_bounding_boxes=True)
-    image = tf.image.resize(tf.slice(image, begin, size), (h, w), antialias=True)
-    return flip(image, image_shape, seed)
+    begin, size = _inception_window(tf.shape(image), seed)
+    return _resize_crop(tf.slice(image, begin, size), image_shape, seed)
+
+
+def _resize_crop(crop: tf.Tensor, image_shape: Sequence[int], seed: tf.Tensor) -> tf.Tensor:
+    # Bilinear without antialiasing, as TensorFlow's reference ImageNet pipelines train: the
+    # antialiasing filter doubled the cost of a crop and the training crops are random anyway.
+    return flip(tf.image.resize(crop, tuple(image_shape[:2]), antialias=False), image_shape, seed)
+
+
+def inception_from_encoded(encoded: tf.Tensor, image_shape: Sequence[int], seed: tf.Tensor) -> tf.Tensor:
+    """``inception`` on an encoded image, decoding only the crop window when it is a JPEG.
+
+    The window is sampled on the original size and aspect ratio (read from the JPEG header) and
+    only its pixels are decoded (``tf.image.decode_and_crop_jpeg``): the same crop as ``inception``
+    on the fully decoded image, for a fraction of the work. PNG, GIF and BMP are decoded whole.
+    """
+    channels = image_shape[-1]
+
+    def jpeg():
+        size = tf.concat([tf.image.extract_jpeg_shape(encoded)[:2], [channels]], 0)
+        begin, crop = _inception_window(size, seed)
+        window = tf.stack([begin[0], begin[1], crop[0], crop[1]])
+        return tf.image.decode_and_crop_jpeg(encoded, window, channels=channels)
+
+    def other():
+        image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+        begin, crop = _inception_window(tf.shape(image), seed)
+        return tf.slice(image, begin, crop)
+
+    return _resize_crop(tf.cond(tf.io.is_jpeg(encoded), jpeg, other), image_shape, seed)
 
 
 def resize_for_eval(images: tf.Tensor, image_shape: Sequence[int], mode: str, crop_fraction: float = 0.875,

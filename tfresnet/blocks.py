@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import keras
 
-from tfresnet.layers import apply, batch_norm, conv, serializable
+from tfresnet.layers import DropPath, apply, batch_norm, conv, serializable
 
 
 class Block(keras.layers.Layer):
@@ -24,6 +24,8 @@ class Block(keras.layers.Layer):
             not followed by BatchNorm (a bias before BatchNorm is a no-op).
         zero_init_residual: Start each residual branch at zero (Goyal et al. 2017), so that every
             block is the identity at initialisation.
+        drop_path: Stochastic depth: the probability of dropping the residual branch of an
+            example in training (``layers.DropPath``); 0 is none.
         **kwargs: Standard ``keras.layers.Layer`` arguments.
     """
 
@@ -32,12 +34,20 @@ class Block(keras.layers.Layer):
     # of stages 1..n-1 (keras.applications' v2). Both give the same feature-map sizes per stage.
     stride_in_last_unit = False
 
-    def __init__(self, filters: int, strides: int = 1, conv_bias: bool = False, zero_init_residual: bool = False, **kwargs):
+    def __init__(self, filters: int, strides: int = 1, conv_bias: bool = False, zero_init_residual: bool = False,
+                 drop_path: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
         self.strides = strides
         self.conv_bias = conv_bias
         self.zero_init_residual = zero_init_residual
+        self.drop_path = drop_path
+        # Only when asked for: its seed state would otherwise change every checkpoint's layout.
+        self.drop = DropPath(drop_path, name=f"{self.name}_drop_path") if drop_path else None
+
+    def residual(self, branch, training) -> "keras.KerasTensor":
+        """The residual branch's output, dropped per example in training when ``drop_path`` is set."""
+        return self.drop(branch, training=training) if self.drop is not None else branch
 
     @property
     def out_channels(self) -> int:
@@ -50,6 +60,7 @@ class Block(keras.layers.Layer):
             "strides": self.strides,
             "conv_bias": self.conv_bias,
             "zero_init_residual": self.zero_init_residual,
+            "drop_path": self.drop_path,
         }
 
 
@@ -66,7 +77,7 @@ class _PostActivationBlock(Block):
         self.out = keras.layers.Activation("relu", name=f"{n}_out")
 
     def call(self, x, training=False):
-        return self.out(apply(self.branch, x, training) + apply(self.shortcut, x, training))
+        return self.out(self.residual(apply(self.branch, x, training), training) + apply(self.shortcut, x, training))
 
 
 @serializable
@@ -164,7 +175,7 @@ class PreActivationBlock(Block):
             shortcut = self.subsample(x)
         else:
             shortcut = x
-        return apply(self.branch, preact, training) + shortcut
+        return self.residual(apply(self.branch, preact, training), training) + shortcut
 
 
 @serializable

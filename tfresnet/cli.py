@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import sys
 from typing import Any, Sequence
 
@@ -24,13 +25,19 @@ FLAGS = flags.FlagValues()  # our own registry: importing tfresnet never touches
 _HELP = {
     "task": "What to train, a name in tfresnet.tasks.TASKS: classify (images), fewshot (keyword spotting).",
     "model": "Model name (tfresnet.list_models()); default: the task's own (mnist_resnet, protores).",
-    "dataset": "mnist, fashion_mnist, cifar10, cifar100, imagenette, imagenet2012, folder, npz or synthetic.",
-    "data_dir": "TFDS data dir (local or gs://), the .npz file, or the image folder.",
+    "dataset": "mnist, fashion_mnist, cifar10, cifar100, imagenette, imagenet2012, folder, npz, shards or "
+               "synthetic.",
+    "data_dir": "TFDS data dir (local or gs://), the .npz file, the image folder, or the shard folder (local or "
+                "gs://, written by tfresnet-shards).",
     "train_split": "Training split; TFDS slicing allowed, e.g. train[:2000].",
     "eval_split": "Evaluation split (default test). Few-shot: validation or test keywords (default: validation "
                   "while training, test in tfresnet-eval).",
     "image_size": "Image side for ImageNet-style and folder datasets.",
     "augment": "Training augmentation, a name in tfresnet.augment.AUGMENTATIONS (default: the dataset's).",
+    "bad_images": "An image file or record that does not decode: fail (a one-line error naming it) or skip "
+                  "(a warning; another image of the batch takes its place, so resume stays exact).",
+    "data_service": "host:port of a tf.data service dispatcher: run reading, decoding and augmentation on its "
+                    "workers. Exact resume is given up (a resumed run starts at its epoch, not its exact batch).",
     "classes": "Train and evaluate on these labels only, relabelled 0..n-1 in this order, e.g. 5,6,7,8,9 "
                "(a folder's classes are its sorted sub-folders).",
     "examples_per_class": "Keep this many training examples of each class, drawn with --seed.",
@@ -58,9 +65,12 @@ _HELP = {
     "warmup_steps": "Linear warm-up steps (cosine, onecycle).",
     "momentum": "SGD momentum.",
     "nesterov": "Nesterov momentum.",
-    "weight_decay": "Decoupled weight decay (Keras), for sgd, adam and adamw alike; 0 is none, adamw "
-                    "included. Never on BatchNorm parameters or biases.",
+    "weight_decay": "Weight decay; 0 is none (adamw included). sgd: L2 added to the gradient before momentum, "
+                    "as in the papers and torch.optim.SGD (1e-4 is He et al.'s). adam, adamw: decoupled, "
+                    "w -= lr * wd * w. Never on BatchNorm parameters or biases.",
     "label_smoothing": "Label smoothing.",
+    "drop_path_rate": "Stochastic depth of ResNet blocks: the last block drops its residual branch with this "
+                      "probability, earlier ones linearly less (0 is none; 0.05 in 'ResNet strikes back').",
     "clip_norm": "Clip gradients to this global norm.",
     "precision": f"One of {', '.join(config_lib.PRECISIONS)}.",
     "jit_compile": "XLA-compile the steps (default: on for GPU/TPU; on CPU only for task fewshot, where it is faster).",
@@ -211,10 +221,21 @@ def main(argv: Sequence[str], mode: str | None = None) -> int:
             return err.exit_code
         if verbose:
             raise
-        text = str(err).strip().splitlines()
-        print(f"{prog}: error: {type(err).__name__}: {text[0] if text else ''}", file=sys.stderr)
+        print(f"{prog}: error: {error_line(err)}", file=sys.stderr)
         return 1
     return 0
+
+
+def error_line(err: Exception) -> str:
+    """One line for an error: the input pipeline's own message (``assertion failed: [what] [file]``,
+    which TensorFlow buries under "Graph execution error:"), else the error's first line."""
+    text = str(err).strip()
+    found = re.search(r"assertion failed: ((?:\[[^\]\n]*\] ?)+)", text)
+    if found:
+        return " ".join(re.findall(r"\[([^\]\n]*)\]", found.group(1)))
+    found = re.search(r"(?:corrupted|truncated) record at \d+", text)
+    lines = text.splitlines()
+    return f"{type(err).__name__}: {found.group(0) if found else lines[0] if lines else ''}"
 
 
 def run() -> None:
@@ -294,32 +315,85 @@ def _kws(command: str, files: list[str]) -> None:
                 print(f"{path} {d.start:.2f} {d.keyword} {d.score:.3f}")
 
 
-def kws_main(argv: Sequence[str]) -> int:
-    """``tfresnet-kws COMMAND [flags] FILES``; returns the exit status (2: bad input, one line)."""
+def _run_tool(prog: str, flag_values: flags.FlagValues, argv: Sequence[str], body, errors=()) -> int:
+    """Runs ``body(arguments, load_tensorflow)`` of a small console script with one-line errors.
+
+    ``load_tensorflow`` imports TensorFlow with its start-up chatter silenced (unless --verbose):
+    ``body`` calls it once its own checks passed. Flag errors and ``ValueError``,
+    ``FileNotFoundError`` or ``errors`` exit 2 with ``prog: error: ...``.
+    """
     verbose = "--verbose" in argv
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "2")
     try:
-        KWS_FLAGS.unparse_flags()
-        rest = KWS_FLAGS(list(argv))[1:]
-        if not rest or rest[0] not in ("enroll", "classify", "detect", "export"):
-            raise flags.Error(f"expected a command: enroll, classify, detect or export\n{KWS_USAGE}")
-        if not verbose:
-            _import_tensorflow_quietly()
-        _kws(rest[0], rest[1:])
+        flag_values.unparse_flags()
+        body(flag_values(list(argv))[1:], (lambda: None) if verbose else _import_tensorflow_quietly)
     except flags.Error as err:
-        print(f"tfresnet-kws: error: {str(err).removeprefix('ERROR:: ')}", file=sys.stderr)
+        print(f"{prog}: error: {str(err).removeprefix('ERROR:: ')}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, *errors) as err:
         if verbose:
             raise
-        print(f"tfresnet-kws: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def kws_main(argv: Sequence[str]) -> int:
+    """``tfresnet-kws COMMAND [flags] FILES``; returns the exit status (2: bad input, one line)."""
+
+    def body(rest, load_tensorflow):
+        if not rest or rest[0] not in ("enroll", "classify", "detect", "export"):
+            raise flags.Error(f"expected a command: enroll, classify, detect or export\n{KWS_USAGE}")
+        load_tensorflow()
+        _kws(rest[0], rest[1:])
+
+    return _run_tool("tfresnet-kws", KWS_FLAGS, argv, body)
 
 
 def run_kws() -> None:
     """Console script ``tfresnet-kws``: enroll, classify, detect keywords; export the encoder to LiteRT."""
     sys.exit(kws_main(sys.argv))
+
+
+# -- tfresnet-shards: a class folder or a tensorflow-datasets split -> sharded TFRecord files ------
+
+SHARD_FLAGS = flags.FlagValues()
+flags.DEFINE_string("dataset", "folder", "folder, or an image dataset of tensorflow-datasets (imagenette, "
+                    "imagenet2012).", flag_values=SHARD_FLAGS)
+flags.DEFINE_string("data_dir", None, "The class folder (<dir>/<class>/<img>, or <dir>/train/... and "
+                    "<dir>/test/...), or tensorflow-datasets' data dir.", flag_values=SHARD_FLAGS)
+flags.DEFINE_string("out_dir", None, "The shard folder to write (local or gs://); read it with --dataset=shards "
+                    "--data_dir=OUT_DIR.", flag_values=SHARD_FLAGS)
+flags.DEFINE_integer("num_shards", 16, "Files per split; at least the number of input pipelines (hosts) that "
+                     "will read them, ideally many more (ImageNet: 1024).", flag_values=SHARD_FLAGS)
+flags.DEFINE_list("splits", [], "Splits to convert (default: train and test; a TFDS dataset's own).",
+                  flag_values=SHARD_FLAGS)
+flags.DEFINE_integer("seed", 0, "Seeds how examples are spread over the shards.", flag_values=SHARD_FLAGS)
+flags.DEFINE_bool("overwrite", False, "Replace splits that the shard folder already holds.", flag_values=SHARD_FLAGS)
+flags.DEFINE_bool("verbose", False, "Show tracebacks for errors.", flag_values=SHARD_FLAGS)
+
+
+def shards_main(argv: Sequence[str]) -> int:
+    """``tfresnet-shards --data_dir=FOLDER --out_dir=SHARDS``; returns the exit status."""
+
+    def body(rest, load_tensorflow):
+        f = SHARD_FLAGS
+        if rest:
+            raise flags.Error(f"unexpected arguments {rest} (flags look like --name=value)")
+        if not f.out_dir:
+            raise flags.Error("--out_dir is required: the shard folder to write")
+        load_tensorflow()
+        from tfresnet import data  # noqa: PLC0415
+
+        data.write_shards(f.dataset, f.data_dir, f.out_dir, f.num_shards, f.splits, f.seed, f.overwrite,
+                          log=lambda line: print(line, flush=True))
+
+    return _run_tool("tfresnet-shards", SHARD_FLAGS, argv, body, errors=(RuntimeError,))
+
+
+def run_shards() -> None:
+    """Console script ``tfresnet-shards``: write a folder or a TFDS split as sharded TFRecord files."""
+    sys.exit(shards_main(sys.argv))
 
 
 if __name__ == "__main__":

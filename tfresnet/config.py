@@ -42,6 +42,12 @@ class TrainConfig:
     eval_split: str | None = None
     image_size: int | None = None  # ImageNet-style and folder datasets only
     augment: str | None = None  # tfresnet.augment.AUGMENTATIONS; None: the dataset's own (data.RECIPES)
+    # An image file or record that does not decode: "fail" names it and stops; "skip" warns and
+    # fills its place with another image of the batch (big datasets hold a few broken files).
+    bad_images: str = "fail"
+    # host:port of a tf.data service dispatcher to run the input pipeline on its workers (more CPUs
+    # than this host has); gives up exact resume.
+    data_service: str | None = None
     # A class subset, relabelled 0..n-1 in this order (both splits); () is all classes.
     classes: tuple[int, ...] = ()
     # Training examples kept per class, drawn with the seed (few-shot / transfer studies); None: all.
@@ -79,10 +85,13 @@ class TrainConfig:
     warmup_steps: int = 0  # linear warm-up for cosine / one-cycle
     momentum: float = 0.9
     nesterov: bool = False
-    # Decoupled (Keras), for every optimizer, AdamW included: 0 is none, never a hidden default.
-    # Never applied to BatchNorm parameters or biases.
+    # sgd: coupled L2 (added to the gradient before momentum), as the papers' 1e-4 means it; adam and
+    # adamw: decoupled. 0 is none, never a hidden default. Never on BatchNorm parameters or biases.
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
+    # Stochastic depth of ResNet blocks: rises linearly from 0 at the first block to this at the
+    # last ("ResNet strikes back" uses 0.05 for ResNet-50); 0 is none. Inference is unaffected.
+    drop_path_rate: float = 0.0
     clip_norm: float | None = None  # global gradient-norm clipping
 
     # Numerics and hardware.
@@ -128,6 +137,7 @@ class TrainConfig:
         _choice("precision", self.precision, PRECISIONS)
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("mode", self.mode, MODES)
+        _choice("bad_images", self.bad_images, ("fail", "skip"))
         for field in ("epochs", "batch_size", "eval_batch_size", "steps_per_loop", "keep_checkpoints", "n_way",
                       "k_shot", "n_query", "episodes_per_epoch", "eval_episodes"):
             if getattr(self, field) <= 0:
@@ -154,6 +164,8 @@ class TrainConfig:
         if self.keep_best and self.mode == "train":
             raise ValueError("keep_best needs the evaluation of mode=train_and_eval to choose the best weights "
                              "(got mode=train)")
+        if not 0 <= self.drop_path_rate < 1:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         if self.label_smoothing >= 1:
             raise ValueError(f"label_smoothing must be < 1, got {self.label_smoothing}")
         if self.clip_norm is not None and self.clip_norm <= 0:

@@ -7,10 +7,14 @@ Two steps, so the trainer, the notebook and the benchmarks share everything:
 2. ``make_dataset(source, batch_size, training=...)`` shuffles, augments, normalises, shards and
    batches them.
 
-Datasets that fit in memory (MNIST, CIFAR, ``.npz``) are held as arrays. Their training order is a
-pure function of ``(seed, epoch)`` and their augmentation a pure function of ``(seed, epoch,
-example)``, so a run resumed at global step ``s`` (``start_step=s``) sees exactly the batches an
-uninterrupted run would: the data position never has to be stored beside the checkpoint.
+Datasets that fit in memory (MNIST, CIFAR, ``.npz``) are held as arrays; folders are lists of files
+read by index; big datasets are TFRecord shards (``tfresnet.shards``, tensorflow-datasets' prepared
+files too). For all of them the training order is a pure function of ``(seed, epoch)`` over
+indices and the augmentation a pure function of ``(seed, epoch, example)``, so a run resumed at
+global step ``s`` (``start_step=s``) sees exactly the batches an uninterrupted run would, reached on
+indices without reading what it skips: the data position never has to be stored beside the
+checkpoint. Files and records stay encoded until the pipeline decodes them (a JPEG's training crop
+only) and name themselves when they do not decode.
 """
 
 from __future__ import annotations
@@ -19,12 +23,15 @@ import dataclasses
 import difflib
 import os
 import pathlib
+import re
+import sys
 from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from tfresnet import augment as augment_lib
+from tfresnet import shards as shards_lib
 from tfresnet.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -84,15 +91,25 @@ RECIPES: dict[str, Recipe] = {
     "imagenet2012": Recipe(1000, (224, 224, 3), IMAGENET_MEAN, IMAGENET_STD, "inception", "center_crop",
                            "imagenet2012", ("train", "validation"), in_memory=False, fixed_size=False),
 }
-SOURCES = sorted(RECIPES) + ["folder", "npz", "synthetic"]
+SOURCES = sorted(RECIPES) + ["folder", "npz", "shards", "synthetic"]
+# The epoch count of a training stream that repeats forever.
+EPOCHS_FOREVER = shards_lib.EPOCHS_FOREVER
+# What make_dataset does with an image it cannot read or decode.
+BAD_IMAGES = ("fail", "skip")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Source:
     """Examples of one split, before preprocessing.
 
-    Exactly one of ``images``/``labels`` (uint8 arrays in memory) or ``stream`` (a dataset of
-    ``(uint8 image, int label)``) is set.
+    Exactly one of these holds the examples:
+
+    - ``images`` and ``labels``: uint8 arrays in memory;
+    - ``files`` and ``labels``: encoded image files (a folder), read by index;
+    - ``shards``: TFRecord files of encoded examples (``tfresnet.shards``; tensorflow-datasets'
+      prepared files too);
+    - ``stream``: a dataset of ``(uint8 image, int label)`` without files behind it (mocked
+      tensorflow-datasets): the one kind that resumes by reading up to the step.
     """
 
     name: str
@@ -102,6 +119,8 @@ class Source:
     images: np.ndarray | None = None
     labels: np.ndarray | None = None
     stream: tf.data.Dataset | None = None
+    files: np.ndarray | None = None
+    shards: shards_lib.ShardSet | None = None
 
     @property
     def num_classes(self) -> int:
@@ -144,12 +163,19 @@ def load_npz(path: str | os.PathLike, split: str, num_classes: int | None = None
     base, count = _parse_split(split)
     if base not in ("train", "test"):
         raise ValueError(f"{path}: unknown split {split!r}; a Keras-layout .npz has 'train' and 'test'")
-    with np.load(path) as npz:
+    try:
+        npz = np.load(path)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ValueError(f"it holds one {type(npz).__name__}, not named arrays")
+        files = npz.files
+    except (ValueError, OSError, EOFError) as err:  # not a zip of arrays: a pickle, a truncated or foreign file
+        raise ValueError(f"{path} is not a readable .npz array file ({str(err).splitlines()[0][:120]})") from None
+    with npz:
         missing = {f"x_{base}", f"y_{base}"} - set(npz.files)
         if missing:
             raise KeyError(
                 f"{path} lacks {sorted(missing)}; expected the Keras layout x_train, y_train, x_test, y_test "
-                f"(found {sorted(npz.files)})"
+                f"(found {sorted(files)})"
             )
         images, labels = npz[f"x_{base}"][:count], npz[f"y_{base}"][:count]
     if images.ndim == 3:
@@ -210,11 +236,26 @@ def _load_tfds(name: str, recipe: Recipe, split: str, data_dir: str | None) -> S
         labels = np.concatenate([c[1] for c in chunks]).astype(np.int32)
         check_labels(labels, recipe.num_classes, f"{name} {split}")
         return Source(name, split, recipe, len(labels), images=images, labels=labels)
-    try:
-        num_examples = splits[split].num_examples
-    except KeyError:  # no split metadata (e.g. under tfds.testing.mock_data): count once
-        num_examples = int(stream.reduce(0, lambda count, _: count + 1))
+    shard_set = _tfds_shards(splits, split, f"{recipe.tfds_name} {split}")
+    if shard_set is not None:
+        return Source(name, split, recipe, shard_set.num_examples, shards=shard_set)
+    # No prepared files (tfds.testing.mock_data): the stream itself, counted once.
+    num_examples = int(stream.reduce(0, lambda count, _: count + 1))
     return Source(name, split, recipe, num_examples, stream=stream)
+
+
+def _tfds_shards(splits, split: str, where: str) -> shards_lib.ShardSet | None:
+    """The prepared TFRecord files behind a tensorflow-datasets split (slices included), if they exist."""
+    try:
+        instructions = splits[split].file_instructions
+    except (KeyError, ValueError, AttributeError):
+        return None
+    files = [str(i.filename) for i in instructions]
+    # Only TFRecord files (not ArrayRecord) that are really there (not mocked) are read directly.
+    if not files or not all(".tfrecord" in os.path.basename(f) and tf.io.gfile.exists(f) for f in files):
+        return None
+    counts = [i.examples_in_shard - i.skip if i.take == -1 else i.take for i in instructions]
+    return shards_lib.ShardSet(tuple(files), tuple(counts), tuple(i.skip for i in instructions), where)
 
 
 def choose_examples(labels: np.ndarray, num_classes: int, classes: Sequence[int] = (),
@@ -260,26 +301,9 @@ def choose_examples(labels: np.ndarray, num_classes: int, classes: Sequence[int]
     return indices, relabel[labels[indices]]
 
 
-def load_folder(path: str | os.PathLike, split: str, image_size: int = 256,
-                validation_fraction: float = 0.1, classes: Sequence[int] = (),
-                examples_per_class: int | None = None, seed: int = 0) -> Source:
-    """Images in ``path/<class>/*.{jpg,jpeg,png}``; classes are the sorted sub-folder names.
-
-    If ``path/train`` and ``path/test`` exist they are the splits; otherwise a fixed,
-    seed-independent ``validation_fraction`` of each class is the ``test`` split.
-
-    Args:
-        path: The folder.
-        split: ``train`` or ``test``.
-        image_size: Images are resized to ``image_size`` x ``image_size``.
-        validation_fraction: Held-out share when the folder has no split sub-folders.
-        classes, examples_per_class, seed: A subset (``choose_examples``); a class is the index
-            of its sub-folder in sorted order.
-
-    Returns:
-        A streamed ``Source`` with 3-channel images.
-    """
-    root = pathlib.Path(path)
+def _folder_files(root: pathlib.Path, split: str,
+                  validation_fraction: float) -> tuple[pathlib.Path, list[str], list[str], list[int]]:
+    """``(base, class names, files, labels)`` of one split of a class-folder dataset."""
     if not root.is_dir():
         raise FileNotFoundError(f"image folder not found: {root}")
     if split not in ("train", "test"):
@@ -298,23 +322,128 @@ def load_folder(path: str | os.PathLike, split: str, image_size: int = 256,
             if p.suffix.lower() not in IMAGE_EXTENSIONS:
                 raise ValueError(f"{p} is not an image (expected {', '.join(IMAGE_EXTENSIONS)})")
         if not split_dirs:
-            n_test = max(1, int(round(len(found) * validation_fraction)))
-            found = found[-n_test:] if split == "test" else found[:-n_test]
+            # A fixed, seed-independent share of each class is held out; a class of one image has
+            # none to spare, so it only trains.
+            n_test = int(round(len(found) * validation_fraction))
+            n_test = min(max(1, n_test), len(found) - 1) if validation_fraction > 0 else 0
+            found = found[len(found) - n_test:] if split == "test" else found[:len(found) - n_test]
         files += [str(p) for p in found]
         labels += [label] * len(found)
+    if not files:
+        raise ValueError(f"image folder {root}: the {split} split is empty (no class has an image to hold out; add "
+                         f"images, or {root}/train and {root}/test folders)")
+    return base, class_names, files, labels
 
-    def decode(file, label):
-        image = tf.io.decode_image(tf.io.read_file(file), channels=3, expand_animations=False)
-        return fit_images(image, (image_size, image_size)), label
 
+def load_folder(path: str | os.PathLike, split: str, image_size: int = 256,
+                validation_fraction: float = 0.1, classes: Sequence[int] = (),
+                examples_per_class: int | None = None, seed: int = 0) -> Source:
+    """Images in ``path/<class>/*.{jpg,jpeg,png}``; classes are the sorted sub-folder names.
+
+    If ``path/train`` and ``path/test`` exist they are the splits; otherwise a fixed,
+    seed-independent ``validation_fraction`` of each class is the ``test`` split.
+
+    The files are read by index, as arrays are: a training epoch's order is a pure function of
+    ``(seed, epoch)``, so resuming skips to the step without opening a file. Images keep their
+    size until the pipeline crops them: a random-resized crop decoded from the JPEG window for
+    training, the shorter side resized and the centre cut out for evaluation.
+
+    Args:
+        path: The folder.
+        split: ``train`` or ``test``.
+        image_size: Side of the preprocessed (square) images.
+        validation_fraction: Held-out share when the folder has no split sub-folders.
+        classes, examples_per_class, seed: A subset (``choose_examples``); a class is the index
+            of its sub-folder in sorted order.
+
+    Returns:
+        A ``Source`` of files.
+    """
+    root = pathlib.Path(path)
+    base, class_names, files, labels = _folder_files(root, split, validation_fraction)
     chosen, labels = choose_examples(np.array(labels, np.int32), len(class_names), classes, examples_per_class, seed,
                                      f"image folder {base}")
-    files = [files[i] for i in chosen]
-    stream = tf.data.Dataset.from_tensor_slices((files, labels)).map(
-        decode, num_parallel_calls=AUTOTUNE, deterministic=True)
-    recipe = Recipe(len(classes) or len(class_names), (image_size, image_size, 3), IMAGENET_MEAN, IMAGENET_STD,
-                    "flip", "none", in_memory=False)
-    return Source(f"folder:{root}", split, recipe, len(files), stream=stream)
+    recipe = _files_recipe(len(classes) or len(class_names), image_size)
+    return Source(f"folder:{root}", split, recipe, len(chosen), labels=labels, files=np.array(files)[chosen])
+
+
+def _files_recipe(num_classes: int, image_size: int) -> Recipe:
+    """How images of any size in files or records are prepared: as ImageNet is."""
+    return Recipe(num_classes, (image_size, image_size, 3), IMAGENET_MEAN, IMAGENET_STD, "inception", "center_crop",
+                  in_memory=False, fixed_size=False)
+
+
+def load_shard_folder(path: str, split: str, image_size: int = 256) -> Source:
+    """A split of a shard folder written by ``write_shards`` (``tfresnet-shards``); local or ``gs://``."""
+    shard_set, class_names = shards_lib.load_shards(path, split)
+    return Source(f"shards:{path}", split, _files_recipe(len(class_names), image_size), shard_set.num_examples,
+                  shards=shard_set)
+
+
+def write_shards(name: str, data_dir: str | None, out_dir: str, num_shards: int, splits: Sequence[str] = (),
+                 seed: int = 0, overwrite: bool = False,
+                 log=print) -> dict[str, shards_lib.ShardSet]:
+    """Converts a class-folder dataset, or a tensorflow-datasets image dataset, into shard files.
+
+    Images are stored as encoded (a folder's files byte for byte), not decoded and re-encoded. A
+    folder's images are checked first: one that does not decode is a one-line error naming it.
+
+    Args:
+        name: ``folder`` (``data_dir`` is the folder) or a tensorflow-datasets name in ``RECIPES``.
+        data_dir: The folder, or tensorflow-datasets' data directory.
+        out_dir: The shard folder (local or ``gs://``).
+        num_shards: Files per split (each input pipeline reads its own, so at least that many).
+        splits: Splits to convert; default ``train`` and ``test`` (a folder) or the recipe's.
+        seed: Seeds the order in which examples are spread over the shards.
+        overwrite: Replace splits the folder already holds.
+        log: Prints one line per split.
+
+    Returns:
+        The written splits.
+    """
+    written = {}
+    if name == "folder":
+        if not data_dir:
+            raise ValueError("converting a folder needs data_dir: a folder with one sub-folder per class")
+        for split in splits or ("train", "test"):
+            base, class_names, files, labels = _folder_files(pathlib.Path(data_dir), split, 0.1)
+            check_images(files)
+            examples = [(f, label, os.path.relpath(f, data_dir)) for f, label in zip(files, labels)]
+            written[split] = shards_lib.write_shards(examples, out_dir, split, num_shards, class_names, seed, overwrite)
+            log(f"{split}: {len(examples)} images of {len(class_names)} classes -> {len(written[split].files)} shards "
+                f"in {out_dir}")
+        return written
+    if name not in RECIPES or RECIPES[name].in_memory:
+        raise ValueError(f"cannot convert {name!r}: convert a folder or an image dataset of tensorflow-datasets "
+                         f"({', '.join(k for k, r in RECIPES.items() if not r.in_memory)})")
+    import tensorflow_datasets as tfds  # noqa: PLC0415
+
+    recipe = RECIPES[name]
+    builder = tfds.builder(recipe.tfds_name, data_dir=data_dir)
+    class_names = builder.info.features["label"].names
+    for split in splits or recipe.splits:
+        # Streamed, never held in memory: the encoded bytes as tensorflow-datasets stored them.
+        stream = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
+        examples = ((image, label, f"{recipe.tfds_name}/{split}/{i}")
+                    for i, (image, label) in enumerate(stream.map(lambda ex: (ex["image"], ex["label"]))
+                                                       .as_numpy_iterator()))
+        written[split] = shards_lib.write_shards(examples, out_dir, split, num_shards, class_names, None, overwrite)
+        log(f"{split}: {written[split].num_examples} images of {len(class_names)} classes -> "
+            f"{len(written[split].files)} shards in {out_dir}")
+    return written
+
+
+def check_images(files: Sequence[str]) -> None:
+    """Decodes every file once; a ``ValueError`` names the first that does not decode, and the count."""
+    bad = []
+    for f in files:
+        try:
+            tf.io.decode_image(tf.io.read_file(f), channels=3, expand_animations=False)
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
+            bad.append((f, re.sub(r"\{\{.*?\}\}\s*", "", err.message).strip().splitlines()[0][:100]))
+    if bad:
+        raise ValueError(f"{bad[0][0]} does not decode as an image ({bad[0][1]}); {len(bad)} of {len(files)} files "
+                         f"are unreadable: fix or remove them")
 
 
 def load_source(
@@ -352,6 +481,12 @@ def load_source(
             raise ValueError("dataset 'folder' needs data_dir: a folder with one sub-folder per class")
         return load_folder(data_dir, split, image_size or 256, classes=classes, examples_per_class=examples_per_class,
                            seed=seed)
+    if name == "shards":
+        if not data_dir:
+            raise ValueError("dataset 'shards' needs data_dir: a shard folder written by tfresnet-shards")
+        if classes or examples_per_class is not None:
+            raise ValueError("classes and examples_per_class need a dataset held in memory or a folder, not shards")
+        return load_shard_folder(data_dir, split, image_size or 256)
     if classes or examples_per_class is not None:
         source = load_source(name, split, data_dir, image_size)
         if source.images is None:
@@ -476,6 +611,8 @@ def make_dataset(
     shuffle_buffer: int = 10_000,
     augment: str | None = None,
     preprocessing: Preprocessing | None = None,
+    bad_images: str = "fail",
+    data_service: str | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(float32 images, int32 labels)`` from ``source``.
 
@@ -491,20 +628,31 @@ def make_dataset(
         training: Shuffle, augment, repeat.
         seed: Seeds the order and the augmentation.
         start_step: Global training step to start at (resuming): the first batch is the one an
-            uninterrupted run would see at that step.
+            uninterrupted run would see at that step. Arrays, files and shards get there in
+            constant time, on indices, without reading what they skip.
         input_context: ``tf.distribute.InputContext`` or None.
         deterministic: Keep element order fixed under parallel maps (needed for exact resume).
-        shuffle_buffer: Shuffle buffer of streamed sources (in-memory ones shuffle fully).
+        shuffle_buffer: Shuffle buffer of ``stream`` sources (the others shuffle by index).
         augment: Training augmentation (a name in ``tfresnet.augment.AUGMENTATIONS``); None: the
             source's recipe's.
         preprocessing: The normalisation (and evaluation crop) that the model's weights expect,
             e.g. ``model.preprocessing`` of a pretrained model; None: the dataset's own.
+        bad_images: An image file or record that cannot be read or decoded (and a corrupt or
+            truncated shard): ``fail`` stops with a one-line error naming it; ``skip`` warns on
+            stderr and fills its place in the batch with another image of the same batch, so
+            batches keep their size and a resumed run still sees the same batches.
+        data_service: ``grpc://host:port`` (or ``host:port``) of a ``tf.data`` service dispatcher:
+            reading, decoding and augmentation run on its workers. Each worker makes whole epochs
+            in the order above, but the service hands out their batches as they are ready: exact
+            resume is given up (a resumed run starts at the right epoch, not the exact batch).
 
     Returns:
         A ``tf.data.Dataset``.
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if bad_images not in BAD_IMAGES:
+        raise ValueError(f"bad_images: unknown value {bad_images!r}; expected one of {', '.join(BAD_IMAGES)}")
     per_replica, num_pipelines, pipeline_id = _pipeline_share(batch_size, input_context)
     recipe = source.recipe
     augment = recipe.augment if augment is None else augment
@@ -530,38 +678,52 @@ def make_dataset(
             image = eval_images(image, recipe, preprocessing)
         return tf.ensure_shape(image, recipe.image_shape), tf.cast(label, tf.int32)
 
+    if data_service and training:
+        # The service hands out whole epochs to its workers: a resumed run restarts its epoch.
+        start_step -= start_step % steps
+
+    def finish(ds: tf.data.Dataset) -> tf.data.Dataset:
+        if data_service:
+            address = data_service if "://" in data_service else f"grpc://{data_service}"
+            ds = ds.apply(tf.data.experimental.service.distribute("distributed_epoch", address))
+        return ds.with_options(options).prefetch(AUTOTUNE)
+
+    if source.files is not None or source.shards is not None:
+        if source.files is not None:
+            ds = _file_examples(source, training, seed, start_step, batch_size, num_pipelines, pipeline_id)
+        else:
+            shard_set = source.shards.for_pipeline(pipeline_id, num_pipelines)
+            start = start_step * batch_size // num_pipelines
+            if data_service:
+                start -= start % shard_set.num_examples
+            records = shards_lib.read_records(shard_set, training, seed, start, skip_bad=bad_images == "skip")
+            ds = records.map(lambda record, name, key: (record, tf.constant(-1), name, key))
+        decode = _decoder(source, training, augment, augment_fn, preprocessing, seed)
+        count = None if training else (len(range(pipeline_id, len(source.files), num_pipelines))
+                                       if source.files is not None else shard_set.num_examples)
+        where = f"{source.name} {source.split}"
+        ds = _decode_examples(ds, decode, count, bad_images, where)
+        ds = ds.map(lambda image, label: (image, _checked_label(label, recipe.num_classes, where)))
+        ds = ds.batch(per_replica, drop_remainder=training, num_parallel_calls=AUTOTUNE)
+        return finish(ds)
+
     if source.images is not None:
         images, labels = tf.constant(source.images), tf.constant(source.labels)
-        n = len(source.labels)
-        take = lambda i, key: (tf.gather(images, i), tf.gather(labels, i), key)  # noqa: E731
-        if training:
-            per_epoch = steps * batch_size
-            start_epoch, step_in_epoch = divmod(start_step, steps)
-
-            def epoch_indices(epoch):
-                order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=[seed, epoch])
-                order = order[:per_epoch][pipeline_id::num_pipelines]
-                # The per-example key seeds augmentation: distinct for every (epoch, example).
-                return tf.data.Dataset.from_tensor_slices((order, epoch * n + order))
-
-            ds = tf.data.Dataset.counter(start_epoch).flat_map(epoch_indices)
-            ds = ds.skip(step_in_epoch * batch_size // num_pipelines)
-        else:
-            order = tf.range(n, dtype=tf.int64)[pipeline_id::num_pipelines]
-            ds = tf.data.Dataset.from_tensor_slices((order, order))
+        ds = _index_stream(len(source.labels), training, seed, start_step, batch_size, num_pipelines,
+                           pipeline_id)
         if not training or augment == "none":
             # Nothing per-example to do: gather and normalise whole batches (~10x less overhead).
             ds = ds.batch(per_replica, drop_remainder=training)
             ds = ds.map(lambda i, key: (preprocessing.normalize(tf.gather(images, i)), tf.gather(labels, i)),
                         num_parallel_calls=AUTOTUNE)
-            return ds.with_options(options).prefetch(AUTOTUNE)
-        ds = ds.map(take, num_parallel_calls=AUTOTUNE)
+            return finish(ds)
+        ds = ds.map(lambda i, key: (tf.gather(images, i), tf.gather(labels, i), key), num_parallel_calls=AUTOTUNE)
     else:
         ds = source.stream
         if num_pipelines > 1:
             ds = ds.shard(num_pipelines, pipeline_id)
         if training:
-            # Streams are too big to permute in memory: a seeded buffer shuffle, then skip to the step.
+            # A stream without files (mocked TFDS) can only be shuffled in a buffer and skipped by reading.
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
             ds = ds.enumerate().map(lambda key, ex: (*ex, key)).skip(start_step * batch_size // num_pipelines)
             ds = ds.map(lambda image, label, key: (image, _checked_label(label, recipe.num_classes, source.name), key))
@@ -569,7 +731,115 @@ def make_dataset(
             ds = ds.map(lambda image, label: (image, label, tf.constant(0, tf.int64)))
     ds = ds.map(prepare, num_parallel_calls=AUTOTUNE)
     ds = ds.batch(per_replica, drop_remainder=training, num_parallel_calls=AUTOTUNE)
-    return ds.with_options(options).prefetch(AUTOTUNE)
+    return finish(ds)
+
+
+def _index_stream(n: int, training: bool, seed: int, start_step: int, batch_size: int, num_pipelines: int,
+                  pipeline_id: int) -> tf.data.Dataset:
+    """``(index, key)`` of examples held by index (arrays, files), in this pipeline's order.
+
+    Training: epoch ``e`` is ``stateless_shuffle(range(n), [seed, e])`` cut to whole global
+    batches, every ``num_pipelines``-th to this pipeline, repeated forever from the epoch and
+    position of ``start_step``: the skip is on indices, nothing is read. The key seeds each
+    example's augmentation: distinct for every (epoch, example). Evaluation: one ordered pass.
+    """
+    if not training:
+        order = tf.range(n, dtype=tf.int64)[pipeline_id::num_pipelines]
+        return tf.data.Dataset.from_tensor_slices((order, order))
+    steps = n // batch_size
+    start_epoch, step_in_epoch = divmod(start_step, steps)
+
+    def epoch_indices(epoch):
+        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=[seed, epoch])
+        order = order[:steps * batch_size][pipeline_id::num_pipelines]
+        return tf.data.Dataset.from_tensor_slices((order, epoch * n + order))
+
+    # range, not counter: a tf.data service splits a range among its workers (whole epochs each).
+    ds = tf.data.Dataset.range(start_epoch, EPOCHS_FOREVER).flat_map(epoch_indices)
+    return ds.skip(step_in_epoch * batch_size // num_pipelines)
+
+
+def _file_examples(source: Source, training: bool, seed: int, start_step: int, batch_size: int,
+                   num_pipelines: int, pipeline_id: int) -> tf.data.Dataset:
+    """``(path, label, path, key)`` of a folder's files, ordered as ``_index_stream`` orders indices."""
+    files, labels = tf.constant(source.files), tf.constant(source.labels)
+    ds = _index_stream(len(source.files), training, seed, start_step, batch_size, num_pipelines, pipeline_id)
+    return ds.map(lambda i, key: (tf.gather(files, i), tf.gather(labels, i), tf.gather(files, i), key))
+
+
+def _decoder(source: Source, training: bool, augment: str, augment_fn, preprocessing: Preprocessing, seed: int):
+    """``(payload, label, key) -> (float32 image, label)`` for files (payload: the path) or records."""
+    recipe = source.recipe
+    shape, channels = recipe.image_shape, recipe.image_shape[-1]
+
+    def decode(payload, label, key):
+        if source.files is not None:
+            encoded = tf.io.read_file(payload)
+        else:
+            encoded, label = shards_lib.parse(payload)
+        if training and augment == "inception":
+            image = augment_lib.inception_from_encoded(encoded, shape, tf.stack([tf.cast(seed, tf.int64), key]))
+        else:
+            image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+            image = augment_lib.resize_for_eval(image, shape, recipe.eval_resize, preprocessing.crop_fraction,
+                                                preprocessing.interpolation)
+            if training:
+                image = augment_fn(image, shape, tf.stack([tf.cast(seed, tf.int64), key]))
+        return tf.ensure_shape(preprocessing.normalize(image), shape), label
+
+    return decode
+
+
+def _decode_examples(examples: tf.data.Dataset, decode, count: int | None, bad_images: str,
+                     where: str) -> tf.data.Dataset:
+    """``(payload, label, name, key)`` -> ``(image, label)``, decoded in parallel, bad ones named.
+
+    A decode that fails drops its element (``ignore_errors``); every element carries its position,
+    so the gap shows at the next one. ``fail``: a one-line error naming the file (or shard and
+    record), looked up on the undecoded stream only then. ``skip``: a warning, and the next image
+    fills the gap, so later positions, batches and exact resume are unchanged.
+
+    Args:
+        examples: The undecoded stream.
+        decode: ``(payload, label, key) -> (image, label)``.
+        count: Elements of a finite (evaluation) stream, so that a failure at its very end shows;
+            None for the infinite training stream.
+        bad_images: ``fail`` or ``skip``.
+        where: Names the data in errors.
+    """
+    positioned = examples.enumerate()
+    decoded = positioned.map(lambda p, ex: (*decode(ex[0], ex[1], ex[3]), p), num_parallel_calls=AUTOTUNE,
+                             deterministic=True).ignore_errors()
+    if count is not None:  # a marker after the last element: a failure there leaves a gap before it
+        image_spec, label_spec, _ = decoded.element_spec
+        decoded = decoded.concatenate(tf.data.Dataset.from_tensors(
+            (tf.zeros(image_spec.shape, image_spec.dtype), tf.constant(-1, label_spec.dtype),
+             tf.constant(count, tf.int64))))
+
+    def names(start, stop):
+        found = positioned.skip(start).take(stop - start).map(lambda p, ex: ex[2])
+        return found.reduce(tf.constant(""), lambda joined, name: tf.where(
+            joined == "", name, tf.strings.join([joined, name], " ")))
+
+    def check(expected, element):
+        image, label, position = element
+        gap = position > expected
+        missing = tf.cond(gap, lambda: names(expected, position), lambda: tf.constant(""))
+        if bad_images == "fail":
+            report = tf.debugging.Assert(tf.logical_not(gap), [f"{where}: cannot read or decode", missing])
+        else:
+            report = tf.cond(gap, lambda: tf.print("tfresnet: skipped", position - expected, "unreadable image(s):",
+                                                   missing, output_stream=sys.stderr), tf.no_op)
+        with tf.control_dependencies([report]):
+            return position + 1, (tf.identity(image), label, position - expected + 1)
+
+    checked = decoded.scan(tf.constant(0, tf.int64), check)
+    if count is not None:
+        checked = checked.filter(lambda image, label, copies: label >= 0)
+    if bad_images == "fail":
+        return checked.map(lambda image, label, copies: (image, label))
+    # The image after a gap also takes the places of the images missing before it.
+    return checked.flat_map(lambda image, label, copies: tf.data.Dataset.from_tensors((image, label)).repeat(copies))
 
 
 def synthetic(

@@ -50,6 +50,48 @@ class BatchNorm(keras.layers.BatchNormalization):
         return y
 
 
+@serializable
+class DropPath(keras.layers.Layer):
+    """Stochastic depth (Huang et al. 2016): drops a residual branch for whole examples in training.
+
+    Each example keeps the branch with probability ``1 - rate``, scaled by ``1 / (1 - rate)`` so
+    that its expected value is unchanged; at inference the branch always passes, unchanged. The
+    draws are stateless, keyed by ``(seed, draw count, replica)``, and the draw count is a weight
+    of the layer: a checkpoint holds it, so a resumed run drops exactly what an uninterrupted one
+    would.
+
+    Args:
+        rate: Probability of dropping the branch.
+        seed: Seeds the draws.
+        **kwargs: Standard ``keras.layers.Layer`` arguments.
+    """
+
+    def __init__(self, rate: float, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 <= rate < 1:
+            raise ValueError(f"drop path rate must be in [0, 1), got {rate}")
+        self.rate = rate
+        self.seed = seed
+
+    def build(self, input_shape):
+        self.draws = self.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False, name="draws")
+
+    def call(self, x, training=False):
+        if not training or self.rate == 0:
+            return x
+        keep = 1.0 - self.rate
+        context = tf.distribute.get_replica_context()
+        replica = context.replica_id_in_sync_group if context is not None else 0
+        key = tf.stack([tf.cast(self.seed, tf.int64) * 1_000_003 + tf.cast(replica, tf.int64), self.draws.value])
+        shape = tf.concat([tf.shape(x)[:1], tf.ones([len(x.shape) - 1], tf.int32)], 0)
+        mask = tf.floor(keep + tf.random.stateless_uniform(shape, seed=key)) / keep
+        self.draws.assign_add(1)
+        return x * tf.cast(mask, x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
 def batch_norm(name: str, zero_gamma: bool = False) -> BatchNorm:
     """BatchNorm with the package's epsilon/momentum; ``zero_gamma`` starts a residual branch at 0."""
     return BatchNorm(

@@ -51,6 +51,9 @@ class ResNet(ImageClassifier):
         block_options: Extra block arguments (``groups``, ``width_per_group``,
             ``stride_in_1x1``, ``conv_bias``), the same for every block.
         zero_init_residual: Start every residual branch at zero (see ``layers.Block``).
+        drop_path_rate: Stochastic depth (Huang et al. 2016): block ``i`` of ``n`` drops its
+            residual branch with probability ``drop_path_rate * i / (n - 1)``, rising linearly
+            from 0 at the first block to this at the last (timm, "ResNet strikes back").
         **kwargs: ``ImageClassifier`` options (``sync_batchnorm``: BatchNorm statistics over all
             replicas) and ``keras.Model`` arguments (``name``, ``dtype``).
     """
@@ -64,9 +67,12 @@ class ResNet(ImageClassifier):
         base_width: int = 64,
         block_options: Mapping[str, Any] | None = None,
         zero_init_residual: bool = False,
+        drop_path_rate: float = 0.0,
         **kwargs,
     ):
         super().__init__(num_classes, **kwargs)
+        if not 0 <= drop_path_rate < 1:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
         if block not in BLOCKS:
             raise ValueError(f"unknown block {block!r}; expected one of {sorted(BLOCKS)}")
         if stem not in ("imagenet", "cifar"):
@@ -77,6 +83,7 @@ class ResNet(ImageClassifier):
         self.base_width = base_width
         self.block_options = dict(block_options or {})
         self.zero_init_residual = zero_init_residual
+        self.drop_path_rate = drop_path_rate
 
         block_cls = BLOCKS[block]
         self.preact = issubclass(block_cls, PreActivationBlock)
@@ -97,6 +104,7 @@ class ResNet(ImageClassifier):
         # One stride rule: each of the len(depths) - 1 stage transitions halves the feature map,
         # in the first unit after it (v1) or the last unit before it (keras.applications v2).
         last = len(self.depths) - 1
+        num_blocks, index = sum(self.depths), 0
         self.stages = []
         for s, n_units in enumerate(self.depths):
             units = []
@@ -110,10 +118,12 @@ class ResNet(ImageClassifier):
                         base_width * 2**s,
                         strides=2 if strided else 1,
                         zero_init_residual=zero_init_residual,
+                        drop_path=drop_path_rate * index / max(1, num_blocks - 1),
                         name=f"conv{s + 2}_block{u + 1}",
                         **self.block_options,
                     )
                 )
+                index += 1
             self.stages.append(units)
         self.post = [batch_norm("post_bn"), keras.layers.ReLU(name="post_relu")] if self.preact else []
         self.pool = keras.layers.GlobalAveragePooling2D(name="avg_pool")
@@ -152,6 +162,7 @@ class ResNet(ImageClassifier):
             "base_width": self.base_width,
             "block_options": self.block_options,
             "zero_init_residual": self.zero_init_residual,
+            "drop_path_rate": self.drop_path_rate,
         }
 
 

@@ -206,21 +206,28 @@ class ClassificationTask(Task):
                 lambda ctx: data.synthetic(self.input_shape, self.num_classes, cfg.batch_size, cfg.seed, ctx))
             # Keep one batch on the device(s) and reuse it: no host-to-device copy per step.
             return itertools.repeat(next(iter(dist)))
-        # In-memory sources keep a fixed element order (cheap), which exact resume relies on.
-        in_memory = self.train_source.images is not None
+        # Arrays, files and shards keep a fixed element order (cheap), which exact resume relies on.
+        ordered = self.train_source.stream is None
         return iter(strategy.distribute_datasets_from_function(
             lambda ctx: data.make_dataset(self.train_source, cfg.batch_size, training=True, seed=cfg.seed,
                                           start_step=start_step, input_context=ctx, augment=cfg.augment,
-                                          deterministic=cfg.deterministic or in_memory,
-                                          preprocessing=self.preprocessing)))
+                                          deterministic=cfg.deterministic or ordered,
+                                          preprocessing=self.preprocessing, bad_images=cfg.bad_images,
+                                          data_service=cfg.data_service)))
 
     def eval_batches(self) -> Iterable:
         return self.runtime.strategy.distribute_datasets_from_function(
             lambda ctx: data.make_dataset(self.eval_source, self.cfg.eval_batch_size, training=False,
-                                          input_context=ctx, preprocessing=self.preprocessing))
+                                          input_context=ctx, preprocessing=self.preprocessing,
+                                          bad_images=self.cfg.bad_images))
 
     def build_model(self, pretrained: bool = True) -> keras.Model:
         options = dict(self.cfg.model_options)
+        if self.cfg.drop_path_rate:
+            if not models.accepts_option(self.model_name, "drop_path_rate"):
+                raise ValueError(f"drop_path_rate: model {self.model_name!r} has no stochastic depth (the ResNet "
+                                 f"family has: resnet50, resnet56_cifar, ...)")
+            options["drop_path_rate"] = self.cfg.drop_path_rate
         source = self.train_source or self.eval_source
         # Every trained model records its preprocessing, so its model.keras can be fine-tuned or served.
         if (self.preprocessing is not None or source is not None) and models.accepts_option(self.model_name,

@@ -381,3 +381,61 @@ def test_a_tf_data_service_with_two_workers_decodes_whole_epochs(tmp_path):
     resumed = next(iter(data.make_dataset(source, start_step=steps + 1, data_service=dispatcher.target, **kw)))[0]
     assert any(np.array_equal(resumed.numpy(), local[i]) for i in range(steps, 4 * steps) if i % steps == 0)
     del workers
+
+
+def test_mixup_and_cutmix_make_soft_labels_seeded_per_batch(mnist_npz):
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.normal(size=(8, 16, 12, 3)), tf.float32)  # every pixel differs between images
+    labels = tf.range(8)
+    seed = tf.constant([1, 2], tf.int64)
+    for mix, cut in ((0.4, 0.0), (0.0, 1.0), (0.4, 1.0)):
+        x, y = augment.mix_batch(images, labels, 10, mix, cut, seed)
+        np.testing.assert_allclose(y.numpy().sum(1), 1, atol=1e-6)
+        again = augment.mix_batch(images, labels, 10, mix, cut, seed)
+        np.testing.assert_array_equal(x, again[0])
+        assert not np.array_equal(x, augment.mix_batch(images, labels, 10, mix, cut, seed + 1)[0])
+    one_hot = tf.one_hot(labels, 8)
+    for key in range(6):
+        x, y = augment.cutmix(images, one_hot, 1.0, tf.constant([5, key], tf.int64))
+        pasted = (x.numpy() != images.numpy()).any(-1).mean((1, 2))  # the share of each image replaced
+        np.testing.assert_allclose(y.numpy()[np.arange(8), 7 - np.arange(8)], pasted, atol=1e-6)
+        x, y = augment.mixup(images, one_hot, 0.4, tf.constant([5, key], tf.int64))
+        lam = y.numpy()[0, 0]
+        np.testing.assert_allclose(x.numpy()[0], lam * images.numpy()[0] + (1 - lam) * images.numpy()[7], atol=1e-5)
+    # In the pipeline: soft labels in training, keyed by the step (exact resume), plain ones in evaluation.
+    source = data.load_source("mnist", "train[:512]", str(mnist_npz.parent))
+    kw = dict(batch_size=16, training=True, seed=2, mixup=0.2, cutmix=1.0)
+    full = [(x.numpy(), y.numpy()) for x, y in data.make_dataset(source, **kw).take(6)]
+    assert full[0][1].shape == (16, 10) and np.allclose(full[0][1].sum(1), 1)
+    resumed = next(iter(data.make_dataset(source, start_step=5, **kw)))
+    np.testing.assert_array_equal(resumed[0], full[5][0])
+    np.testing.assert_array_equal(resumed[1], full[5][1])
+    assert next(iter(data.make_dataset(source, 16, training=False, mixup=0.2)))[1].dtype == tf.int32
+
+
+def test_randaugment_is_keyed_by_the_seed_stays_in_range_and_is_off_at_evaluation(mnist_npz):
+    rng = np.random.default_rng(0)
+    rgb = tf.constant(rng.integers(0, 256, (20, 24, 3)), tf.uint8)
+    grey = tf.constant(rng.integers(0, 256, (12, 12, 1)), tf.uint8)
+    for image in (rgb, grey):
+        for op in range(len(augment.RANDAUGMENT_OPS)):  # every op, both signs, full strength
+            for key in range(2):
+                out = augment.rand_augment(image, 1, 10, tf.constant([3, key], tf.int64), ops=[op]).numpy()
+                assert out.dtype == np.float32 and out.shape == image.shape, augment.RANDAUGMENT_OPS[op]
+                assert 0 <= out.min() and out.max() <= 255, augment.RANDAUGMENT_OPS[op]
+    np.testing.assert_array_equal(augment.rand_augment(rgb, 1, 9, tf.constant([0, 0], tf.int64), ops=[0]), rgb)
+    # At magnitude 0 the enhance ops are the identity too.
+    np.testing.assert_allclose(augment.rand_augment(rgb, 1, 0, tf.constant([0, 0], tf.int64), ops=[8]), rgb)
+    outs = [augment.rand_augment(rgb, 2, 9, tf.constant([1, k], tf.int64)).numpy() for k in range(6)]
+    np.testing.assert_array_equal(outs[0], augment.rand_augment(rgb, 2, 9, tf.constant([1, 0], tf.int64)))
+    assert len({o.tobytes() for o in outs}) > 3
+    # In the pipeline: resumable (keyed by the example), and never at evaluation.
+    source = data.load_source("mnist", "train[:256]", str(mnist_npz.parent))
+    kw = dict(batch_size=16, training=True, seed=4, randaugment=(2, 9))
+    full = [x.numpy() for x, _ in data.make_dataset(source, **kw).take(4)]
+    np.testing.assert_array_equal(next(iter(data.make_dataset(source, start_step=3, **kw)))[0], full[3])
+    plain = next(iter(data.make_dataset(source, batch_size=16, training=True, seed=4)))[0].numpy()
+    assert not np.array_equal(plain, full[0])
+    evaluated = [next(iter(data.make_dataset(source, 16, training=False, randaugment=r)))[0].numpy()
+                 for r in ((0, 9), (2, 9))]
+    np.testing.assert_array_equal(*evaluated)

@@ -116,3 +116,36 @@ def test_sgd_checkpoints_and_serializes():
     opt = optim.make_optimizer(CFG.replace(optimizer="sgd", weight_decay=1e-4), 100)
     again = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
     assert type(again) is optim.SGD and again.weight_decay == pytest.approx(1e-4)
+
+
+def test_piecewise_warmup_is_he_et_als_constant_tenth():
+    """ResNet-110 on CIFAR (He et al. 2015): 0.01 until step 400, then 0.1, /10 at 32k and 48k."""
+    cfg = TrainConfig(learning_rate=0.1, lr_schedule="piecewise", lr_boundaries=(32000, 48000), warmup_steps=400)
+    schedule = optim.make_schedule(cfg, 64000)
+    # Keras' boundaries are inclusive: step 32000 is the last at 0.1.
+    for step, lr in ((0, 0.01), (399, 0.01), (400, 0.1), (32000, 0.1), (32001, 0.01), (48001, 0.001)):
+        assert float(schedule(step)) == pytest.approx(lr), step
+    with pytest.raises(ValueError, match="warmup_steps 40000 must end before the first of lr_boundaries 32000"):
+        optim.make_schedule(cfg.replace(warmup_steps=40000), 64000)
+
+
+@pytest.mark.parametrize("warmup", [False, True])
+def test_weight_ema_follows_its_numpy_recursion(warmup):
+    """average_0 = w_1; then average = d * average + (1 - d) * w after each step, d = min(decay,
+    (1 + n) / (10 + n)) at step n with warm-up."""
+    rng = np.random.default_rng(1)
+    start = rng.normal(size=(3, 2)).astype("float32")
+    grads = rng.normal(size=(6, 3, 2)).astype("float32")
+    variable = keras.Variable(start, name="kernel")
+    opt = optim.make_optimizer(CFG.replace(optimizer="sgd", momentum=0.0, ema=0.8, ema_warmup=warmup), 100)
+    opt.build([variable])
+    w, average = start.astype("float64"), None
+    for n, grad in enumerate(grads):
+        opt.apply([tf.constant(grad)], [variable])
+        w = w - 0.2 * grad  # lr 0.1 scaled by batch 512 / 256
+        decay = 0.0 if n == 0 else (min(0.8, (1 + n) / (10 + n)) if warmup else 0.8)
+        average = w if average is None else decay * average + (1 - decay) * w
+    np.testing.assert_allclose(variable.numpy(), w, atol=1e-5)
+    with optim.averaged_weights(opt):
+        np.testing.assert_allclose(variable.numpy(), average, atol=1e-5)
+    np.testing.assert_allclose(variable.numpy(), w, atol=1e-5)  # and back

@@ -157,3 +157,25 @@ def test_label_smoothing_loss():
     log_p = tf.nn.log_softmax(logits)[0].numpy()
     np.testing.assert_allclose(plain, [-log_p[0]], rtol=1e-6)
     np.testing.assert_allclose(smooth, [-(0.8 * log_p[0] + 0.1 * log_p[1] + 0.1 * log_p[2])], rtol=1e-5)
+    # Soft labels (mixup, CutMix): cross-entropy against the mixed distribution, smoothed the same way.
+    soft = tf.constant([[0.6, 0.4, 0.0]])
+    np.testing.assert_allclose(steps.make_loss()(soft, logits), [-(0.6 * log_p[0] + 0.4 * log_p[1])], rtol=1e-6)
+    mixed = 0.7 * np.array([0.6, 0.4, 0.0]) + 0.1
+    np.testing.assert_allclose(steps.make_loss(0.3)(soft, logits), [-(mixed * log_p).sum()], rtol=1e-5)
+    # The accuracy of a soft label is that of its heaviest class.
+    metrics = steps.make_metrics("train")
+    steps.classifier_metrics_update(metrics)((None, tf.constant([[0.3, 0.7, 0.0], [0.9, 0.1, 0.0]])),
+                                             tf.constant([1.0, 2.0]), tf.constant([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]))
+    assert float(metrics["accuracy"].result()) == 0.5
+
+
+def test_mixup_and_cutmix_train_on_soft_labels(tmp_path):
+    cfg = TrainConfig(model="resnet20_cifar", dataset="synthetic", mixup=0.2, cutmix=1.0, batch_size=8, train_steps=2,
+                      steps_per_loop=2, mode="train", export=False, model_dir="unused")
+    run = training.Run(cfg.replace(model_dir=str(tmp_path)), log=lambda line: None)
+    batch = next(run.task.train_iterator(0))
+    assert batch[1].shape == (8, 10) and np.allclose(batch[1].numpy().sum(1), 1)
+    results = run.train()
+    assert np.isfinite(results["loss"]) and 0 <= results["accuracy"] <= 1
+    with pytest.raises(ValueError, match="mixup mixes image batches: it is an option of task classify, not fewshot"):
+        TrainConfig(task="fewshot", mixup=0.2)

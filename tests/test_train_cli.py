@@ -24,7 +24,8 @@ def cli(*args, cwd=REPO, timeout=300):
 def test_every_recipe_is_here():
     names = {f.stem for f in FLAG_FILES}
     assert {"mnist", "mnist_fast", "cifar10_resnet56", "cifar100_resnext", "imagenet_resnet50_gpu",
-            "imagenet_resnet50_tpu", "preact_resnet22_folder", "finetune_folder"} <= names
+            "imagenet_resnet50_tpu", "preact_resnet22_folder", "finetune_folder", "cifar10_resnet110",
+            "imagenet_resnet50_rsb"} <= names
 
 
 def test_tutorial_flag_file_is_the_tutorial_recipe():
@@ -39,6 +40,15 @@ def test_tutorial_flag_file_is_the_tutorial_recipe():
     assert (gpu.precision, gpu.jit_compile, gpu.label_smoothing, gpu.lr_schedule, gpu.strategy) == (
         "mixed_bfloat16", True, 0.1, "cosine", "auto")
     assert gpu.model_options == {"zero_init_residual": True}
+    assert (gpu.model, gpu.weight_decay, gpu.optimizer, gpu.epochs) == ("resnet50_v1_5", 1e-4, "sgd", 90)
+    # ResNet-110: He et al.'s 400 steps at 0.01 first (piecewise warm-up runs at a tenth of the rate).
+    r110 = train.config_from_flags(["prog", f"--flagfile={REPO / 'flags' / 'cifar10_resnet110.cfg'}"])
+    assert (r110.model, r110.lr_schedule, r110.warmup_steps, r110.learning_rate) == (
+        "resnet110_cifar", "piecewise", 400, 0.1)
+    rsb = train.config_from_flags(["prog", f"--flagfile={REPO / 'flags' / 'imagenet_resnet50_rsb.cfg'}"])
+    assert (rsb.optimizer, rsb.mixup, rsb.cutmix, rsb.drop_path_rate) == ("adamw", 0.1, 1.0, 0.05)
+    for name in ("cifar10_resnet56", "cifar10_resnet110"):
+        assert "Table 6" in (REPO / "flags" / f"{name}.cfg").read_text()
     kws = train.config_from_flags(["prog", f"--flagfile={REPO / 'flags' / 'kws_protores.cfg'}",
                                    "--model_options=widths=[8,12,16],kernel_size=5"])
     assert (kws.task, kws.model, kws.model_options) == ("fewshot", "protores", {"widths": [8, 12, 16], "kernel_size": 5})

@@ -150,3 +150,31 @@ def test_mixed_precision_keeps_logits_and_loss_float32(tmp_path):
     logits = run.model(tf.zeros((2, 28, 28, 1)), training=False)
     assert logits.dtype == tf.float32 and steps.make_loss()(tf.constant([0, 1]), logits).dtype == tf.float32
     run.train()
+
+
+@pytest.mark.needs_mnist
+def test_ema_resumes_exactly_is_evaluated_beside_the_raw_weights_and_exported(tmp_path):
+    from tfresnet import checkpoints
+
+    lines = []
+    cfg = TrainConfig(model="mnist_resnet", dataset="mnist", data_dir=str(MNIST_NPZ.parent), train_split="train[:128]",
+                      eval_split="test[:64]", batch_size=32, eval_batch_size=64, epochs=2, steps_per_loop=2,
+                      optimizer="adam", learning_rate=0.001, ema=0.9, ema_warmup=True, model_dir=str(tmp_path / "a"))
+    straight = training.Run(cfg, log=lines.append)
+    results = straight.train()
+    assert "(EMA weights; raw weights: " in lines[-1] and "test_raw_accuracy" in results
+    # Interrupted after one epoch, then resumed: the same weights and averages, bit for bit.
+    resumed_cfg = cfg.replace(model_dir=str(tmp_path / "b"))
+    training.train(resumed_cfg.replace(epochs=1, export=False), log=lambda line: None)
+    resumed = training.Run(resumed_cfg, log=lambda line: None)
+    assert resumed.train()["test_accuracy"] == results["test_accuracy"]
+    for a, b in zip(straight.optimizer.variables, resumed.optimizer.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    # tfresnet-eval and the exported model both use the averages.
+    averages = {checkpoints.ema_key(v): a.numpy() for v, a in zip(
+        straight.model.trainable_variables, optim.base_optimizer(straight.optimizer)._model_variables_moving_average)}
+    exported = keras.models.load_model(tmp_path / "a" / "model.keras")
+    for v in exported.trainable_variables:
+        np.testing.assert_array_equal(v.numpy(), averages[checkpoints.ema_key(v)])
+    evaluated = training.evaluate(cfg.replace(mode="eval"), log=lambda line: None)
+    assert evaluated["accuracy"] == pytest.approx(results["test_accuracy"])

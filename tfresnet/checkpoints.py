@@ -231,11 +231,13 @@ def best_dir(model_dir: str) -> str:
     return os.path.join(model_dir, "best")
 
 
-def restore_weights(model: keras.Model, model_dir: str, log: Log = print, best: bool = False) -> int:
+def restore_weights(model: keras.Model, model_dir: str, log: Log = print, best: bool = False,
+                    averaged: bool = False) -> int:
     """Loads the model weights of the newest readable checkpoint in ``model_dir``; writes nothing.
 
     Only the model's variables (and the step) are read: no optimizer, no metrics. With ``best``,
-    the checkpoint of the best evaluation (``best_dir``) instead.
+    the checkpoint of the best evaluation (``best_dir``) instead. With ``averaged``, the trainable
+    weights are their moving averages (``--ema``), read from the optimizer's part of it.
 
     Returns:
         The checkpoint's training step.
@@ -245,8 +247,18 @@ def restore_weights(model: keras.Model, model_dir: str, log: Log = print, best: 
     """
     step = tf.Variable(0, dtype=tf.int64, trainable=False)
     checkpoint = make_checkpoint(model, step=step)
+    if averaged:  # the averages restore straight into the weights they average
+        trainable = {id(v) for v in model.trainable_variables}
+        checkpoint = tf.train.Checkpoint(
+            model={v.path: v for v in model.weights if id(v) not in trainable}, step=step,
+            optimizer={ema_key(v): v for v in model.trainable_variables})
     directory = best_dir(model_dir) if best else checkpoint_dir(model_dir)
     manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=None)
     if restore_newest(checkpoint, manager, log) is None:
         raise TrainingError(f"no checkpoint in {directory}")
     return int(step.numpy())
+
+
+def ema_key(variable) -> str:
+    """The checkpoint key of ``variable``'s moving average: Keras' optimizer-variable name for it."""
+    return variable.path.replace("/", "_") + "_average"

@@ -69,6 +69,15 @@ _HELP = {
                     "as in the papers and torch.optim.SGD (1e-4 is He et al.'s). adam, adamw: decoupled, "
                     "w -= lr * wd * w. Never on BatchNorm parameters or biases.",
     "label_smoothing": "Label smoothing.",
+    "mixup": "Mixup's Beta parameter (0 is off): each training batch blended with its reverse, soft labels.",
+    "cutmix": "CutMix's Beta parameter (0 is off): a box of the reversed batch pasted in, labels by area. "
+              "With --mixup too, each batch picks one at even odds.",
+    "randaugment_ops": "RandAugment: ops applied to each training image after its augmentation (0 is off; "
+                       "timm's rand-m9-n2 is 2).",
+    "randaugment_magnitude": "RandAugment: strength of every op, 0-10 (timm's default 9).",
+    "ema": "Keep an exponential moving average of the weights with this decay (e.g. 0.9999; 0 is off): "
+           "each epoch evaluates both, and the average is what is exported and what tfresnet-eval measures.",
+    "ema_warmup": "Ramp the EMA decay up as min(ema, (1 + step) / (10 + step)).",
     "drop_path_rate": "Stochastic depth of ResNet blocks: the last block drops its residual branch with this "
                       "probability, earlier ones linearly less (0 is none; 0.05 in 'ResNet strikes back').",
     "clip_norm": "Clip gradients to this global norm.",

@@ -89,6 +89,19 @@ class TrainConfig:
     # adamw: decoupled. 0 is none, never a hidden default. Never on BatchNorm parameters or biases.
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
+    # Mixup / CutMix Beta parameters, 0 is off ("ResNet strikes back": 0.1 and 1.0); with both on
+    # each batch picks one at even odds. Labels become soft; the accuracy is of their top class.
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    # RandAugment after the training augmentation (timm's rand-m9-n2: 2 ops at magnitude 9 of 10);
+    # 0 ops is off. Keyed by each example's seed, so a resumed run augments the same way.
+    randaugment_ops: int = 0
+    randaugment_magnitude: float = 9.0
+    # Exponential moving average of the weights (decay, e.g. 0.9999; 0 is off): evaluated beside the
+    # raw weights every epoch, and what is exported. ema_warmup ramps the decay as
+    # min(ema, (1 + n) / (10 + n)) at step n, so that early averages are not stuck at the start.
+    ema: float = 0.0
+    ema_warmup: bool = False
     # Stochastic depth of ResNet blocks: rises linearly from 0 at the first block to this at the
     # last ("ResNet strikes back" uses 0.05 for ResNet-50); 0 is none. Inference is unaffected.
     drop_path_rate: float = 0.0
@@ -164,6 +177,20 @@ class TrainConfig:
         if self.keep_best and self.mode == "train":
             raise ValueError("keep_best needs the evaluation of mode=train_and_eval to choose the best weights "
                              "(got mode=train)")
+        for field in ("mixup", "cutmix"):
+            if getattr(self, field) < 0:
+                raise ValueError(f"{field} must be >= 0 (a Beta parameter; 0 is off), got {getattr(self, field)}")
+            if getattr(self, field) and self.task != "classify":
+                raise ValueError(f"{field} mixes image batches: it is an option of task classify, not {self.task}")
+        if self.randaugment_ops < 0 or not 0 <= self.randaugment_magnitude <= 10:
+            raise ValueError(f"randaugment: ops must be >= 0 and magnitude in [0, 10], got {self.randaugment_ops} "
+                             f"and {self.randaugment_magnitude}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be in [0, 1) (a decay such as 0.9999; 0 is off), got {self.ema}")
+        if self.ema and self.keep_best:
+            raise ValueError("ema and keep_best together are not supported yet: keep_best would keep the raw weights")
+        if self.ema and self.task != "classify":
+            raise ValueError(f"ema is an option of task classify, not {self.task}")
         if not 0 <= self.drop_path_rate < 1:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         if self.label_smoothing >= 1:

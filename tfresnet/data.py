@@ -613,6 +613,9 @@ def make_dataset(
     preprocessing: Preprocessing | None = None,
     bad_images: str = "fail",
     data_service: str | None = None,
+    mixup: float = 0.0,
+    cutmix: float = 0.0,
+    randaugment: tuple[int, float] = (0, 9.0),
 ) -> tf.data.Dataset:
     """Batches of ``(float32 images, int32 labels)`` from ``source``.
 
@@ -645,6 +648,11 @@ def make_dataset(
             reading, decoding and augmentation run on its workers. Each worker makes whole epochs
             in the order above, but the service hands out their batches as they are ready: exact
             resume is given up (a resumed run starts at the right epoch, not the exact batch).
+        mixup, cutmix: Training only: mix each batch (``augment.mix_batch``) with these Beta
+            parameters, seeded by ``(seed, batch number)``; labels are then soft, ``(batch,
+            classes)`` float32.
+        randaugment: ``(ops, magnitude)`` of RandAugment (``augment.rand_augment``) after the
+            training augmentation, keyed by each example's seed; 0 ops is off. Never at evaluation.
 
     Returns:
         A ``tf.data.Dataset``.
@@ -670,10 +678,12 @@ def make_dataset(
         raise ValueError(f"{source.name} has {recipe.image_shape[-1]}-channel images; the preprocessing record is for "
                          f"{preprocessing.channels} channels (mean {preprocessing.mean})")
 
+    rand_augment = _rand_augmenter(seed, randaugment)
+    train_view = _training_view(augment_fn, recipe.image_shape, seed, rand_augment)
+
     def prepare(image, label, key):
         if training:
-            image = preprocessing.normalize(
-                augment_fn(image, recipe.image_shape, tf.stack([tf.cast(seed, tf.int64), key])))
+            image = preprocessing.normalize(train_view(image, key))
         else:
             image = eval_images(image, recipe, preprocessing)
         return tf.ensure_shape(image, recipe.image_shape), tf.cast(label, tf.int32)
@@ -683,6 +693,15 @@ def make_dataset(
         start_step -= start_step % steps
 
     def finish(ds: tf.data.Dataset) -> tf.data.Dataset:
+        if training and (mixup or cutmix):
+            # Batch b of this pipeline is replica (b % k) of step (b // k), k replicas per pipeline:
+            # its seed is a pure function of the step, so a resumed run mixes the same batches.
+            per_pipeline = max(1, (input_context.num_replicas_in_sync if input_context else 1) // num_pipelines)
+            ds = ds.enumerate(start_step * per_pipeline).map(
+                lambda b, batch: augment_lib.mix_batch(*batch, recipe.num_classes, mixup, cutmix,
+                                                       tf.stack([tf.cast(seed, tf.int64) + 7919,
+                                                                 b * num_pipelines + pipeline_id])),
+                num_parallel_calls=AUTOTUNE)
         if data_service:
             address = data_service if "://" in data_service else f"grpc://{data_service}"
             ds = ds.apply(tf.data.experimental.service.distribute("distributed_epoch", address))
@@ -698,7 +717,7 @@ def make_dataset(
                 start -= start % shard_set.num_examples
             records = shards_lib.read_records(shard_set, training, seed, start, skip_bad=bad_images == "skip")
             ds = records.map(lambda record, name, key: (record, tf.constant(-1), name, key))
-        decode = _decoder(source, training, augment, augment_fn, preprocessing, seed)
+        decode = _decoder(source, training, augment, train_view, preprocessing, seed, rand_augment)
         count = None if training else (len(range(pipeline_id, len(source.files), num_pipelines))
                                        if source.files is not None else shard_set.num_examples)
         where = f"{source.name} {source.split}"
@@ -711,7 +730,7 @@ def make_dataset(
         images, labels = tf.constant(source.images), tf.constant(source.labels)
         ds = _index_stream(len(source.labels), training, seed, start_step, batch_size, num_pipelines,
                            pipeline_id)
-        if not training or augment == "none":
+        if not training or (augment == "none" and not randaugment[0]):
             # Nothing per-example to do: gather and normalise whole batches (~10x less overhead).
             ds = ds.batch(per_replica, drop_remainder=training)
             ds = ds.map(lambda i, key: (preprocessing.normalize(tf.gather(images, i)), tf.gather(labels, i)),
@@ -767,7 +786,26 @@ def _file_examples(source: Source, training: bool, seed: int, start_step: int, b
     return ds.map(lambda i, key: (tf.gather(files, i), tf.gather(labels, i), tf.gather(files, i), key))
 
 
-def _decoder(source: Source, training: bool, augment: str, augment_fn, preprocessing: Preprocessing, seed: int):
+def _rand_augmenter(seed: int, randaugment: tuple[int, float]):
+    """``(image, key) -> image``: RandAugment keyed by ``(seed, key)``, or the image itself when off."""
+    num_ops, magnitude = randaugment
+
+    def apply(image, key):
+        if not num_ops:
+            return image
+        return augment_lib.rand_augment(image, num_ops, magnitude, tf.stack([tf.cast(seed, tf.int64) + 104_729, key]))
+
+    return apply
+
+
+def _training_view(augment_fn, image_shape: Sequence[int], seed: int, rand_augment):
+    """``(image, key) -> image``: the training augmentation keyed by ``(seed, key)``, then ``rand_augment``."""
+    return lambda image, key: rand_augment(augment_fn(image, image_shape, tf.stack([tf.cast(seed, tf.int64), key])),
+                                           key)
+
+
+def _decoder(source: Source, training: bool, augment: str, train_view, preprocessing: Preprocessing, seed: int,
+             rand_augment):
     """``(payload, label, key) -> (float32 image, label)`` for files (payload: the path) or records."""
     recipe = source.recipe
     shape, channels = recipe.image_shape, recipe.image_shape[-1]
@@ -778,13 +816,14 @@ def _decoder(source: Source, training: bool, augment: str, augment_fn, preproces
         else:
             encoded, label = shards_lib.parse(payload)
         if training and augment == "inception":
-            image = augment_lib.inception_from_encoded(encoded, shape, tf.stack([tf.cast(seed, tf.int64), key]))
+            image = rand_augment(
+                augment_lib.inception_from_encoded(encoded, shape, tf.stack([tf.cast(seed, tf.int64), key])), key)
         else:
             image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
             image = augment_lib.resize_for_eval(image, shape, recipe.eval_resize, preprocessing.crop_fraction,
                                                 preprocessing.interpolation)
             if training:
-                image = augment_fn(image, shape, tf.stack([tf.cast(seed, tf.int64), key]))
+                image = train_view(image, key)
         return tf.ensure_shape(preprocessing.normalize(image), shape), label
 
     return decode
@@ -848,6 +887,8 @@ def synthetic(
     batch_size: int,
     seed: int = 0,
     input_context: tf.distribute.InputContext | None = None,
+    mixup: float = 0.0,
+    cutmix: float = 0.0,
 ) -> tf.data.Dataset:
     """One random batch repeated forever, for speed tuning and smoke runs.
 
@@ -860,11 +901,16 @@ def synthetic(
         batch_size: GLOBAL batch size.
         seed: Seeds the batch.
         input_context: ``tf.distribute.InputContext`` or None.
+        mixup, cutmix: Mix the batch once, as ``make_dataset`` mixes every batch: soft labels.
 
     Returns:
-        An infinite ``tf.data.Dataset`` of ``(float32 images, int32 labels)``.
+        An infinite ``tf.data.Dataset`` of ``(float32 images, int32 labels)`` (float32 soft
+        labels ``(batch, classes)`` when mixed).
     """
     per_replica, _, pipeline_id = _pipeline_share(batch_size, input_context)
     images = tf.random.stateless_normal((per_replica, *image_shape), seed=[seed, pipeline_id])
     labels = tf.random.stateless_uniform((per_replica,), [seed, pipeline_id + 1], 0, num_classes, tf.int32)
+    if mixup or cutmix:
+        images, labels = augment_lib.mix_batch(images, labels, num_classes, mixup, cutmix,
+                                               tf.constant([seed, pipeline_id + 2], tf.int64))
     return tf.data.Dataset.from_tensors((images, labels)).repeat()

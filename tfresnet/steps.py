@@ -31,18 +31,21 @@ def make_loss(label_smoothing: float = 0.0) -> LossFn:
         label_smoothing: Mass spread uniformly over all classes (0 disables).
 
     Returns:
-        ``loss(labels, logits) -> (batch,)`` float32 losses; integer labels.
+        ``loss(labels, logits) -> (batch,)`` float32 losses. Labels are integers, or soft labels
+        ``(batch, classes)`` summing to 1 (mixup, CutMix), which are smoothed the same way.
     """
-    if not label_smoothing:
-        sparse = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
-        return lambda labels, logits: sparse(labels, _at_least_float32(logits))
+    sparse = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
     dense = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing, reduction=None)
 
-    def smoothed(labels, logits):
+    def loss(labels, logits):
         logits = _at_least_float32(logits)
+        if labels.shape.rank == 2:
+            return dense(tf.cast(labels, logits.dtype), logits)
+        if not label_smoothing:
+            return sparse(labels, logits)
         return dense(tf.one_hot(labels, tf.shape(logits)[-1], dtype=logits.dtype), logits)
 
-    return smoothed
+    return loss
 
 
 def _at_least_float32(logits: tf.Tensor) -> tf.Tensor:
@@ -212,9 +215,12 @@ def classifier_metrics_update(metrics: Mapping[str, keras.metrics.Metric]) -> Up
 
     def update(batch, per_example, logits):
         metrics["loss"].update_state(per_example)
+        labels = batch[1]
+        if labels.shape.rank == 2:  # soft labels (mixup, CutMix): the class with the most weight
+            labels = tf.argmax(labels, axis=-1, output_type=tf.int32)
         for name, metric in metrics.items():
             if name != "loss":
-                metric.update_state(batch[1], logits)
+                metric.update_state(labels, logits)
 
     return update
 

@@ -135,6 +135,8 @@ class Task(abc.ABC):
         if "test_loss" in results:
             line += (f", Test Loss: {results['test_loss']:.4f}, Test Accuracy: {results['test_accuracy'] * 100:.2f}"
                      + self.eval_note)
+        if "test_raw_accuracy" in results:  # --ema: the figures above are of the averaged weights
+            line += f" (EMA weights; raw weights: {results['test_raw_accuracy'] * 100:.2f})"
         return line
 
     @abc.abstractmethod
@@ -203,7 +205,8 @@ class ClassificationTask(Task):
         cfg, strategy = self.cfg, self.runtime.strategy
         if self.train_source is None:
             dist = strategy.distribute_datasets_from_function(
-                lambda ctx: data.synthetic(self.input_shape, self.num_classes, cfg.batch_size, cfg.seed, ctx))
+                lambda ctx: data.synthetic(self.input_shape, self.num_classes, cfg.batch_size, cfg.seed, ctx,
+                                           cfg.mixup, cfg.cutmix))
             # Keep one batch on the device(s) and reuse it: no host-to-device copy per step.
             return itertools.repeat(next(iter(dist)))
         # Arrays, files and shards keep a fixed element order (cheap), which exact resume relies on.
@@ -213,7 +216,8 @@ class ClassificationTask(Task):
                                           start_step=start_step, input_context=ctx, augment=cfg.augment,
                                           deterministic=cfg.deterministic or ordered,
                                           preprocessing=self.preprocessing, bad_images=cfg.bad_images,
-                                          data_service=cfg.data_service)))
+                                          data_service=cfg.data_service, mixup=cfg.mixup, cutmix=cfg.cutmix,
+                                          randaugment=(cfg.randaugment_ops, cfg.randaugment_magnitude))))
 
     def eval_batches(self) -> Iterable:
         return self.runtime.strategy.distribute_datasets_from_function(

@@ -107,7 +107,7 @@ class Run:
             actions.NonFiniteGuard(self.checkpointer),
             actions.TensorBoard(cfg.model_dir, self.optimizer, task.global_batch_size, chief),
             actions.ProgressBar(task.steps_per_epoch, chief),
-            *([actions.Evaluate(task.make_evaluator(self.model, self.eval_metrics))] if evaluating else []),
+            *([actions.Evaluate(self.evaluator())] if evaluating else []),
             actions.EpochLog(cfg.model_dir, task.epoch_line, self.log, chief),
             *([actions.TargetAccuracy(cfg.target_accuracy, self.eval_metrics, self.log)]
               if cfg.target_accuracy is not None else []),
@@ -117,11 +117,27 @@ class Run:
             *([actions.Export(self.export, chief)] if cfg.export else []),
         ]
 
+    def evaluator(self):
+        """The task's evaluation; with EMA, of the averaged weights, plus the raw ones as ``raw_*``."""
+        evaluate = self.task.make_evaluator(self.model, self.eval_metrics)
+        if not optim.uses_ema(self.optimizer):
+            return evaluate
+
+        def both():
+            raw = evaluate()
+            with optim.averaged_weights(self.optimizer):  # last: the metrics keep the EMA figures
+                averaged = evaluate()
+            return {**averaged, **{f"raw_{name}": value for name, value in raw.items()}}
+
+        return both
+
     def export(self) -> None:
-        """Exports the task's model; with ``keep_best``, the weights of the best evaluation."""
+        """Exports the task's model; with ``keep_best``, the weights of the best evaluation; with EMA,
+        the averaged weights."""
         if self.cfg.keep_best:
             checkpoints.restore_weights(self.model, self.cfg.model_dir, self.log, best=True)
-        self.task.export(self.model, self.cfg.model_dir)
+        with optim.averaged_weights(self.optimizer):
+            self.task.export(self.model, self.cfg.model_dir)
 
     def train_loop(self) -> transfer.TrainLoop:
         """The task's train loop; with ``freeze_backbone_epochs``, one that trains only the head first."""
@@ -173,7 +189,7 @@ def evaluate(cfg: TrainConfig, log: Log = print) -> dict[str, float]:
         model = task.build_model(pretrained=False)  # the checkpoint's weights replace them
         metrics = task.build_metrics(training=False)
     # keep_best: the weights the evaluation during training chose (the few-shot validation keywords).
-    step = checkpoints.restore_weights(model, cfg.model_dir, log, best=cfg.keep_best)
+    step = checkpoints.restore_weights(model, cfg.model_dir, log, best=cfg.keep_best, averaged=bool(cfg.ema))
     results = task.make_evaluator(model, metrics)()
     log(task.eval_line(step, results))
     return results

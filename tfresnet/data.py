@@ -402,16 +402,21 @@ def write_shards(name: str, data_dir: str | None, out_dir: str, num_shards: int,
         The written splits.
     """
     written = {}
+
+    def write(examples, split, class_names, order_seed):
+        written[split] = shards_lib.write_shards(examples, out_dir, split, num_shards, class_names, order_seed,
+                                                 overwrite)
+        log(f"{split}: {written[split].num_examples} images of {len(class_names)} classes -> "
+            f"{len(written[split].files)} shards in {out_dir}")
+
     if name == "folder":
         if not data_dir:
             raise ValueError("converting a folder needs data_dir: a folder with one sub-folder per class")
         for split in splits or ("train", "test"):
-            base, class_names, files, labels = _folder_files(pathlib.Path(data_dir), split, 0.1)
+            _, class_names, files, labels = _folder_files(pathlib.Path(data_dir), split, 0.1)
             check_images(files)
-            examples = [(f, label, os.path.relpath(f, data_dir)) for f, label in zip(files, labels)]
-            written[split] = shards_lib.write_shards(examples, out_dir, split, num_shards, class_names, seed, overwrite)
-            log(f"{split}: {len(examples)} images of {len(class_names)} classes -> {len(written[split].files)} shards "
-                f"in {out_dir}")
+            write([(f, label, os.path.relpath(f, data_dir)) for f, label in zip(files, labels)], split, class_names,
+                  seed)
         return written
     if name not in RECIPES or RECIPES[name].in_memory:
         raise ValueError(f"cannot convert {name!r}: convert a folder or an image dataset of tensorflow-datasets "
@@ -427,9 +432,7 @@ def write_shards(name: str, data_dir: str | None, out_dir: str, num_shards: int,
         examples = ((image, label, f"{recipe.tfds_name}/{split}/{i}")
                     for i, (image, label) in enumerate(stream.map(lambda ex: (ex["image"], ex["label"]))
                                                        .as_numpy_iterator()))
-        written[split] = shards_lib.write_shards(examples, out_dir, split, num_shards, class_names, None, overwrite)
-        log(f"{split}: {written[split].num_examples} images of {len(class_names)} classes -> "
-            f"{len(written[split].files)} shards in {out_dir}")
+        write(examples, split, class_names, None)
     return written
 
 
@@ -783,7 +786,12 @@ def _file_examples(source: Source, training: bool, seed: int, start_step: int, b
     """``(path, label, path, key)`` of a folder's files, ordered as ``_index_stream`` orders indices."""
     files, labels = tf.constant(source.files), tf.constant(source.labels)
     ds = _index_stream(len(source.files), training, seed, start_step, batch_size, num_pipelines, pipeline_id)
-    return ds.map(lambda i, key: (tf.gather(files, i), tf.gather(labels, i), tf.gather(files, i), key))
+
+    def example(i, key):
+        path = tf.gather(files, i)
+        return path, tf.gather(labels, i), path, key
+
+    return ds.map(example)
 
 
 def _rand_augmenter(seed: int, randaugment: tuple[int, float]):

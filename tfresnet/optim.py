@@ -198,19 +198,18 @@ def current_lr(optimizer: keras.optimizers.Optimizer) -> float:
     return float(tf.convert_to_tensor(base_optimizer(optimizer).learning_rate))
 
 
-def ema_decay(decay: float, step: tf.Tensor, warmup: bool) -> tf.Tensor:
-    """The EMA decay at optimizer step ``step``: 0 at the first (the average starts as the weights),
-    then ``decay``, or with ``warmup`` ``min(decay, (1 + step) / (10 + step))``."""
+def warmed_up_ema_decay(decay: float, step: tf.Tensor) -> tf.Tensor:
+    """The EMA decay at optimizer step ``step`` with warm-up: 0 at the first (the average starts as
+    the weights, as in Keras), then ``min(decay, (1 + step) / (10 + step))``."""
     step = tf.cast(step, tf.float32)
-    value = tf.minimum(decay, (1.0 + step) / (10.0 + step)) if warmup else tf.constant(decay, tf.float32)
-    return value * tf.cast(step > 0, tf.float32)
+    return tf.minimum(decay, (1.0 + step) / (10.0 + step)) * tf.cast(step > 0, tf.float32)
 
 
 def _ema_update_with_warmup(optimizer: keras.optimizers.Optimizer, decay: float):
     """Keras' ``_update_model_variables_moving_average`` with the warmed-up decay."""
 
     def update(trainable_variables):
-        momentum = ema_decay(decay, optimizer.iterations, warmup=True)
+        momentum = warmed_up_ema_decay(decay, optimizer.iterations)
         for var, average in zip(trainable_variables, optimizer._model_variables_moving_average):
             if average is not None:
                 m = tf.cast(momentum, var.dtype)

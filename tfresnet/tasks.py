@@ -227,10 +227,7 @@ class ClassificationTask(Task):
 
     def build_model(self, pretrained: bool = True) -> keras.Model:
         options = dict(self.cfg.model_options)
-        if self.cfg.drop_path_rate:
-            if not models.accepts_option(self.model_name, "drop_path_rate"):
-                raise ValueError(f"drop_path_rate: model {self.model_name!r} has no stochastic depth (the ResNet "
-                                 f"family has: resnet50, resnet56_cifar, ...)")
+        if self.cfg.drop_path_rate:  # create_model names the models that do not take it
             options["drop_path_rate"] = self.cfg.drop_path_rate
         source = self.train_source or self.eval_source
         # Every trained model records its preprocessing, so its model.keras can be fine-tuned or served.

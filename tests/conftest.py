@@ -14,8 +14,11 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# XLA runs keep their compiled steps in a cache of this test session, not in the user's ~/.cache.
+os.environ.setdefault("TFRESNET_XLA_CACHE", tempfile.mkdtemp(prefix="tfresnet-xla-"))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

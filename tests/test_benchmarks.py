@@ -14,7 +14,10 @@ from conftest import KEYWORDS_MISSING, MNIST_MISSING, MNIST_NPZ, REPO, local, ta
 
 # Overriding flags (argparse keeps the last value) that shrink each README command.
 SHRINK = {
-    "train_throughput.py": ["--batch_size", "8", "--steps", "2", "--repeats", "2", "--matmul_size", "256"],
+    "train_throughput.py": ["--batch_size", "8", "--steps", "2", "--repeats", "2", "--matmul_size", "256",
+                            "--max_warmup", "3"],
+    "torch_peer.py": ["--model", "resnet18", "--image_size", "32", "--batch_size", "2", "--steps", "2", "--repeats",
+                      "2", "--max_warmup", "3", "--no-compile"],
     "data_throughput.py": ["--batch_size", "16", "--batches", "5", "--steps", "2", "--jpeg_images", "40",
                            "--jpeg_batch_size", "4", "--jpeg_batches", "2", "--image_size", "32", "--model_steps", "1",
                            "--model_batch_size", "2", "--model", "resnet20_cifar"],
@@ -52,10 +55,7 @@ def test_readme_benchmark_command(command, tmp_path):
     words = local(shlex.split(command))
     script = os.path.basename(words[1])
     extra = list(SHRINK[script])
-    if "--model" in words and words[words.index("--model") + 1] == "resnet50":
-        # The same variants (XLA, bfloat16, resident batch) at a CPU-friendly size; ResNet-50 is a GPU figure.
-        extra += ["--model", "mnist_resnet"]
-    elif script == "train_throughput.py":
+    if script == "train_throughput.py":
         extra += ["--profile", str(tmp_path / "trace")]
     result_file = tmp_path / "r.json"
     if script != "data_throughput.py":
@@ -74,6 +74,10 @@ def test_readme_benchmark_command(command, tmp_path):
             # The profile names real TensorFlow ops (convolutions dominate) and leaves a trace for TensorBoard.
             assert "profile loop" in out and "Conv2D" in out.split("profile loop")[1].splitlines()[0]
             assert list((tmp_path / "trace" / "loop").rglob("*.xplane.pb"))
+    elif script == "torch_peer.py":
+        result = json.loads(result_file.read_text())
+        assert len(result["rounds"]) == 2 and min(result["rounds"]) > 0 and 2 <= len(result["warmup"]) <= 3
+        assert result["model_source"] and re.search(r"^torch eager bf16: [\d.]+ images/s", out, flags=re.M), out
     elif script == "data_throughput.py":
         rates = dict(re.findall(r"^(mnist \.npz|synthetic).*?=\s+([\d.]+)x the model$", out, flags=re.M))
         assert set(rates) == {"mnist .npz", "synthetic"} and all(float(r) > 0 for r in rates.values()), out
@@ -111,3 +115,27 @@ def test_time_to_accuracy_out_of_reach_is_an_error_with_the_best_seen():
     proc = run_bench("time_to_accuracy.py", "--target=1.0", "--", f"--data_dir={MNIST_NPZ.parent}",
                      "--train_split=train[:256]", "--eval_split=test[:128]", "--batch_size=32", "--epochs=1")
     assert proc.returncode == 1 and re.search(r"did not reach 100.00% in 1 epochs \(best \d+\.\d+%\)", proc.stderr)
+
+
+GPU_COMMANDS = table_commands("bash benchmarks/gpu.sh")
+
+
+@pytest.mark.needs_mnist
+@pytest.mark.parametrize("command", GPU_COMMANDS, ids=[c.split()[-1] for c in GPU_COMMANDS])
+def test_the_gpu_script_runs_here_shrunk(command, tmp_path):
+    # The device commands, as they will run there (staging skipped, no GPU), at a tiny size: the
+    # torch peer and three variants, or two timed MNIST runs with a cold and a warm XLA cache.
+    env = {**os.environ, "PYTHONPATH": str(REPO), "GPU_BENCH_SMOKE": "1", "PYTHON": sys.executable,
+           "OUT": str(tmp_path / "out"), "GPU_BENCH_DATA": str(MNIST_NPZ.parent)}
+    proc = subprocess.run(shlex.split(command), cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    out = tmp_path / "out"
+    assert (out / "card.txt").read_text().strip()
+    if command.endswith("resnet50"):
+        result = json.loads((out / "resnet50.json").read_text())
+        assert list(result["images_per_sec"]) == ["fit_xla_bf16", "loop_xla_bf16", "loop_xla_bf16_resident"]
+        assert result["torch_images_per_sec"] > 0 and all(2 <= len(w) <= 8 for w in result["warmup"].values())
+        assert "fed / resident: loop_xla_bf16" in (out / "resnet50.txt").read_text()
+    else:
+        assert [json.loads((out / f"mnist_{run}.json").read_text())["epoch"] for run in ("cold", "warm")] == [1, 1]
+        assert not (out / "xla_cache").exists()  # removed after the two runs

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfresnet import augment, data
+from tfresnet import augment, data, models, steps
 
 
 def _write_npz(path, **arrays):
@@ -439,3 +439,81 @@ def test_randaugment_is_keyed_by_the_seed_stays_in_range_and_is_off_at_evaluatio
     evaluated = [next(iter(data.make_dataset(source, 16, training=False, randaugment=r)))[0].numpy()
                  for r in ((0, 9), (2, 9))]
     np.testing.assert_array_equal(*evaluated)
+
+
+# --------------------------------------------------------------------------------------------------
+# uint8 to the device (issue 18): the pipelines hand on pixels; the model normalises them.
+# --------------------------------------------------------------------------------------------------
+
+
+def _logits(model, images):
+    return tf.function(lambda x: model(x, training=False), jit_compile=True)(images).numpy()
+
+
+def _assert_same_logits(actual, expected):
+    # 1e-5 of the logits' scale: XLA fuses the normalisation into the first convolution on one
+    # path only, which reorders float32 roundings (measured 2e-6 to 2e-5 of logits of 10-19).
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-5 * max(1.0, np.abs(expected).max()))
+
+
+@pytest.mark.needs_mnist
+@pytest.mark.parametrize("training, augment", [(True, "shift"), (False, None)])
+def test_uint8_feed_is_a_quarter_of_the_bytes_and_gives_the_float_feeds_logits(mnist_npz, training, augment):
+    src = data.load_source("mnist", "train[:64]", str(mnist_npz.parent))
+    kw = dict(batch_size=16, training=training, seed=3, augment=augment, mixup=0.2 if training else 0.0)
+    pixels_ds = data.make_dataset(src, image_dtype="uint8", **kw)
+    spec = pixels_ds.element_spec[0]
+    assert spec.dtype == tf.uint8 and tuple(spec.shape[1:]) == (28, 28, 1)
+    assert spec.shape[1:].num_elements() * spec.dtype.size == 28 * 28 * 1  # H x W x C bytes an image
+    (pixels, labels), (floats, float_labels) = next(iter(pixels_ds)), next(iter(data.make_dataset(src, **kw)))
+    assert floats.dtype == tf.float32 and floats.shape == pixels.shape
+    np.testing.assert_array_equal(labels, float_labels)
+    model = models.create_model("mnist_resnet", preprocessing=src.recipe.preprocessing)
+    assert model.takes_uint8
+    _assert_same_logits(_logits(model, pixels), _logits(model, floats))
+
+
+def test_uint8_feed_of_decoded_and_resized_images_gives_the_float_feeds_logits(tmp_path):
+    # JPEG-style sources: the crop is resized (training) or centre-cropped (evaluation), then rounded
+    # to pixels in both feeds; only where the normalisation runs differs.
+    source = data.load_folder(_write_image_folder(tmp_path / "imgs"), "train", image_size=32)
+    assert (source.recipe.augment, source.recipe.eval_resize) == ("inception", "center_crop")
+    model = models.create_model("resnet18", num_classes=4, input_shape=(32, 32, 3),
+                                preprocessing=source.recipe.preprocessing)
+    for training in (True, False):
+        kw = dict(batch_size=8, training=training, seed=1)
+        pixels = next(iter(data.make_dataset(source, image_dtype="uint8", **kw)))[0]
+        floats = next(iter(data.make_dataset(source, **kw)))[0]
+        assert pixels.dtype == tf.uint8 and pixels.shape == (8, 32, 32, 3)
+        _assert_same_logits(_logits(model, pixels), _logits(model, floats))
+
+
+@pytest.mark.needs_mnist
+def test_padded_evaluation_has_one_shape_and_the_unpadded_metrics(mnist_npz):
+    src = data.load_source("mnist", "test[:50]", str(mnist_npz.parent))
+    batches = list(data.make_dataset(src, 16, training=False, pad_eval=True, image_dtype="uint8"))
+    assert [tuple(x.shape) for x, _, _ in batches] == [(16, 28, 28, 1)] * 4
+    assert [float(tf.reduce_sum(w)) for _, _, w in batches] == [16, 16, 16, 2]
+    assert not np.any(batches[-1][0][2:].numpy())  # the padding: zero images
+    # Every pipeline of every replica gets as many full batches: 2 replicas per pipeline here.
+    for pipelines in (1, 2):
+        counts = []
+        for pipeline in range(pipelines):
+            ctx = tf.distribute.InputContext(pipelines, pipeline, num_replicas_in_sync=2)
+            shards = list(data.make_dataset(src, 16, training=False, pad_eval=True, input_context=ctx))
+            assert {tuple(x.shape) for x, _, _ in shards} == {(8, 28, 28, 1)}
+            counts.append(len(shards))
+            assert sum(float(tf.reduce_sum(w)) for _, _, w in shards) == len(range(pipeline, 50, pipelines))
+        assert len(set(counts)) == 1 and counts[0] % (2 // pipelines) == 0
+    # The weights make the padded evaluation's metrics the unpadded one's.
+    model = models.create_model("mnist_resnet", preprocessing=src.recipe.preprocessing)
+    results = []
+    for pad in (False, True):
+        metrics = steps.make_metrics("test", top5=True)
+        step = steps.make_test_step(model, steps.make_loss(), metrics)
+        for batch in data.make_dataset(src, 16, training=False, pad_eval=pad, image_dtype="uint8"):
+            step(batch)
+        results.append({name: float(m.result()) for name, m in metrics.items()})
+    assert results[0].keys() == results[1].keys()
+    for name in results[0]:
+        assert results[1][name] == pytest.approx(results[0][name], rel=1e-6), name

@@ -116,7 +116,8 @@ def test_layer_names_are_explicit_and_independent_of_creation_order():
     [
         (np.zeros((2, 32, 32, 1), "float32"), ValueError, r"built for 3 input channels.*\(2, 32, 32, 1\)"),
         (np.zeros((32, 32, 3), "float32"), ValueError, r"\(batch, height, width, channels\).*\(32, 32, 3\)"),
-        (np.zeros((2, 32, 32, 3), "uint8"), TypeError, r"floating-point images, got dtype uint8"),
+        (np.zeros((2, 32, 32, 3), "uint8"), TypeError, r"no preprocessing record to normalise uint8 images"),
+        (np.zeros((2, 32, 32, 3), "int32"), TypeError, r"floating-point \(normalised\) or uint8 images, got dtype int"),
     ],
 )
 def test_wrong_inputs_are_clear_errors(bad, error, message):

@@ -54,8 +54,11 @@ def test_a_fine_tuned_run_applies_records_and_serves_its_weights_preprocessing(f
     stored = np.stack([augment.resize_for_eval(tf.io.decode_png(tf.io.read_file(f)), (32, 32, 3), "center_crop",
                                                CAFFE.crop_fraction, CAFFE.interpolation).numpy()
                        for f in run.task.eval_source.files])
-    batch = next(iter(run.task.eval_batches()))[0].numpy()
-    np.testing.assert_allclose(batch, stored[:, :, :, ::-1].astype("float32") - CAFFE.mean, atol=1e-4)
+    # The pipeline hands on the pixels (rounded after resizing); the model normalises them on the device.
+    batch = next(iter(run.task.eval_batches()))[0]
+    np.testing.assert_array_equal(batch, np.clip(np.round(stored), 0, 255).astype("uint8"))
+    np.testing.assert_allclose(run.model.model_inputs(batch), batch.numpy()[..., ::-1].astype("float32") - CAFFE.mean,
+                               atol=1e-4)
     # The backbone is the pretrained one; the 2-class head is new.
     assert run.model.get_layer("predictions").kernel.shape == (512, 2)
     results = run.train()

@@ -1,5 +1,6 @@
 """The training loop: real learning, distribution, resume, schedules, errors."""
 
+import collections
 import json
 import os
 
@@ -9,7 +10,7 @@ import tensorflow as tf
 
 import keras
 from conftest import MNIST_NPZ
-from tfresnet import data, optim, steps, training, tutorial
+from tfresnet import data, optim, steps, tasks, training, tutorial
 from tfresnet.config import TrainConfig
 
 pytestmark = pytest.mark.needs_mnist
@@ -178,3 +179,28 @@ def test_ema_resumes_exactly_is_evaluated_beside_the_raw_weights_and_exported(tm
         np.testing.assert_array_equal(v.numpy(), averages[checkpoints.ema_key(v)])
     evaluated = training.evaluate(cfg.replace(mode="eval"), log=lambda line: None)
     assert evaluated["accuracy"] == pytest.approx(results["test_accuracy"])
+
+
+def test_each_step_function_is_traced_once_over_two_epochs_of_uneven_data(tmp_path, monkeypatch):
+    # 100 training images in batches of 32 (3 steps an epoch, 4 images left over), calls of 2 and 1
+    # steps, and 50 test images in batches of 16 (2 left over): none of it may build a second
+    # step. Each trace of a step calls the task's forward once (XLA compiles once per trace).
+    traces = collections.Counter()
+    make_forward = tasks.ClassificationTask.forward
+
+    def counting_forward(self, model):
+        forward = make_forward(self, model)
+
+        def traced(batch, training):
+            traces["train" if training else "eval"] += 1
+            return forward(batch, training)
+
+        return traced
+
+    monkeypatch.setattr(tasks.ClassificationTask, "forward", counting_forward)
+    cfg = mnist_config(tmp_path, train_split="train[:100]", eval_split="test[:50]", eval_batch_size=16, epochs=2,
+                       steps_per_loop=2, jit_compile=True, export=False)
+    run = training.Run(cfg, log=lambda line: None)
+    results = run.train()
+    assert int(run.step.numpy()) == 6 and 0 <= results["test_accuracy"] <= 1
+    assert traces == {"train": 1, "eval": 1}

@@ -133,16 +133,21 @@ def mixup(images: tf.Tensor, labels: tf.Tensor, alpha: float, seed: tf.Tensor) -
     """Mixup (Zhang et al. 2018): each image blended with the batch's reverse at one Beta(alpha, alpha) weight.
 
     Args:
-        images: Float images ``(batch, height, width, channels)``.
+        images: Images ``(batch, height, width, channels)``: float, or uint8 pixels, which are
+            blended in float and rounded back to pixels (as timm's ``FastCollateMixup`` mixes its
+            uint8 batches), so the batch still crosses to the device as uint8.
         labels: Soft labels ``(batch, classes)`` (one-hot rows for plain labels).
         alpha: The Beta distribution's parameter (timm: 0.8 with CutMix, 0.2 alone).
         seed: Two int64s: the same seed gives the same batch.
 
     Returns:
-        ``(images, labels)``, labels still summing to 1.
+        ``(images, labels)``, labels still summing to 1, images of the input's dtype.
     """
     lam = _beta(alpha, seed)
-    mixed = lam * images + (1 - lam) * tf.reverse(images, [0])
+    pixels = tf.cast(images, tf.float32) if images.dtype == tf.uint8 else images
+    mixed = lam * pixels + (1 - lam) * tf.reverse(pixels, [0])
+    if images.dtype == tf.uint8:
+        mixed = tf.cast(tf.clip_by_value(tf.round(mixed), 0, 255), tf.uint8)
     return mixed, lam * labels + (1 - lam) * tf.reverse(labels, [0])
 
 
@@ -183,7 +188,7 @@ def mix_batch(images: tf.Tensor, labels: tf.Tensor, num_classes: int, mixup_alph
     """Mixup or CutMix of one batch (with both on, each batch picks one at even odds), soft labels out.
 
     Args:
-        images: Float images of one batch.
+        images: Images of one batch, float or uint8 (kept uint8).
         labels: Integer labels.
         num_classes: Width of the soft labels.
         mixup_alpha, cutmix_alpha: Their Beta parameters; 0 turns one off.

@@ -42,6 +42,27 @@ class ImageClassifier(keras.Model):
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.synchronized = self.sync_batchnorm
 
+    def model_inputs(self, x):
+        """Checks ``x`` and returns what the first layer gets.
+
+        uint8 images (what the training pipeline hands the step: a quarter of float32's bytes on
+        the host-to-device copy) are normalised here by the preprocessing record, on the device and
+        inside the compiled step; floating-point images are taken as already normalised.
+
+        Raises:
+            ValueError: wrong rank or channel count (the shapes named).
+            TypeError: neither float nor uint8, or uint8 without a preprocessing record.
+        """
+        self.check_inputs(x)
+        if keras.backend.standardize_dtype(x.dtype) == "uint8":
+            return self.preprocessing.normalize(x)
+        return x
+
+    @property
+    def takes_uint8(self) -> bool:
+        """Whether the model normalises uint8 images itself (it has a preprocessing record)."""
+        return self.preprocessing is not None
+
     def check_inputs(self, x) -> None:
         """Rejects inputs of the wrong rank, dtype, or channel count, naming shapes."""
         shape = tuple(x.shape)
@@ -50,10 +71,15 @@ class ImageClassifier(keras.Model):
                 f"{self.name} expects images shaped (batch, height, width, channels), got shape {shape}"
             )
         dtype = keras.backend.standardize_dtype(x.dtype)
-        if "float" not in dtype:
+        if dtype == "uint8" and self.preprocessing is None:
             raise TypeError(
-                f"{self.name} expects floating-point images, got dtype {dtype} with shape {shape}; "
-                "cast and scale them first (tfresnet.data does)"
+                f"{self.name} has no preprocessing record to normalise uint8 images (shape {shape}); build it "
+                "with preprocessing=... (tfresnet.data's recipe.preprocessing) or feed normalised floats"
+            )
+        if "float" not in dtype and dtype != "uint8":
+            raise TypeError(
+                f"{self.name} expects floating-point (normalised) or uint8 images, got dtype {dtype} with shape "
+                f"{shape}; cast and scale them first (tfresnet.data does)"
             )
         if self._in_channels is None:
             self._in_channels = shape[-1]

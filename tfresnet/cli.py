@@ -87,6 +87,11 @@ _HELP = {
     "tpu": "TPU name or grpc:// address (--strategy=tpu); empty or 'local' on Colab / TPU VMs.",
     "seed": "Seed of initialisation, data order and augmentation.",
     "deterministic": "Bitwise-repeatable ops (tf.config.experimental.enable_op_determinism).",
+    "device_prefetch": "Batches each replica's device holds ahead of the running step, so that the host-to-device "
+                       "copy overlaps compute.",
+    "compilation_cache": "Folder of the persistent XLA cache (compiled steps, GPU autotuning): a repeated run "
+                         "skips compilation. Empty: off. Default: ~/.cache/tfresnet/xla-<TF version>, or "
+                         "$TFRESNET_XLA_CACHE.",
     "n_way": "Few-shot: classes per episode (one episode per replica per step).",
     "k_shot": "Few-shot: support examples per class.",
     "n_query": "Few-shot: query examples per class.",

@@ -96,6 +96,13 @@ SOURCES = sorted(RECIPES) + ["folder", "npz", "shards", "synthetic"]
 EPOCHS_FOREVER = shards_lib.EPOCHS_FOREVER
 # What make_dataset does with an image it cannot read or decode.
 BAD_IMAGES = ("fail", "skip")
+# What make_dataset hands on: uint8 pixels (normalised by the model, on the device) or float32 inputs.
+IMAGE_DTYPES = ("uint8", "float32")
+
+
+def synthetic_preprocessing(channels: int, image_size: int) -> Preprocessing:
+    """How a model normalises ``synthetic(image_dtype="uint8")`` pixels: uniform on [0, 1] -> mean 0, std 1."""
+    return Preprocessing.for_dataset((0.5,) * channels, (12 ** -0.5,) * channels, image_size)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -541,6 +548,18 @@ def normalize(images: tf.Tensor, recipe: Recipe) -> tf.Tensor:
     return recipe.preprocessing.normalize(images)
 
 
+def to_pixels(images: tf.Tensor) -> tf.Tensor:
+    """Images with values in [0, 255] -> uint8, rounded: what every pipeline hands on.
+
+    A resized or mixed image is rounded back to whole pixel values, as a JPEG decoder or
+    torchvision's PIL transforms deliver them, so that a batch crosses to the device in the
+    smallest exact type (``make_dataset(image_dtype="uint8")``).
+    """
+    if images.dtype == tf.uint8:
+        return images
+    return tf.cast(tf.clip_by_value(tf.round(images), 0, 255), tf.uint8)
+
+
 def fit_images(images: tf.Tensor, size: Sequence[int]) -> tf.Tensor:
     """uint8 images (one, or a batch) of any size -> uint8 images of ``size`` (height, width).
 
@@ -552,22 +571,29 @@ def fit_images(images: tf.Tensor, size: Sequence[int]) -> tf.Tensor:
     same = tf.reduce_all(tf.equal(shape, tf.constant(tuple(size), tf.int32)))
 
     def resize():
-        resized = tf.image.resize(images, tuple(size), antialias=True)
-        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+        return to_pixels(tf.image.resize(images, tuple(size), antialias=True))
 
     return tf.cond(same, lambda: tf.cast(images, tf.uint8), resize)
+
+
+def eval_pixels(images: tf.Tensor, recipe: Recipe, preprocessing: Preprocessing | None = None) -> tf.Tensor:
+    """Stored uint8 images (one, or a batch) -> the uint8 images evaluated.
+
+    The evaluation resizing of ``recipe``, with the crop fraction and interpolation of
+    ``preprocessing`` (the dataset's own when None), rounded back to pixels (``to_pixels``).
+    """
+    preprocessing = preprocessing or recipe.preprocessing
+    return to_pixels(augment_lib.resize_for_eval(images, recipe.image_shape, recipe.eval_resize,
+                                                 preprocessing.crop_fraction, preprocessing.interpolation))
 
 
 def eval_images(images: tf.Tensor, recipe: Recipe, preprocessing: Preprocessing | None = None) -> tf.Tensor:
     """Stored uint8 images (one, or a batch) -> float32 model inputs, as evaluated.
 
-    The evaluation resizing of ``recipe`` (with the crop fraction and interpolation of
-    ``preprocessing``), then its normalisation (the dataset's own when ``preprocessing`` is None).
+    ``eval_pixels``, then the normalisation of ``preprocessing`` (the dataset's own when None).
     """
     preprocessing = preprocessing or recipe.preprocessing
-    images = augment_lib.resize_for_eval(images, recipe.image_shape, recipe.eval_resize, preprocessing.crop_fraction,
-                                         preprocessing.interpolation)
-    return preprocessing.normalize(images)
+    return preprocessing.normalize(eval_pixels(images, recipe, preprocessing))
 
 
 def serving_images(images: tf.Tensor, recipe: Recipe, preprocessing: Preprocessing | None = None) -> tf.Tensor:
@@ -619,14 +645,22 @@ def make_dataset(
     mixup: float = 0.0,
     cutmix: float = 0.0,
     randaugment: tuple[int, float] = (0, 9.0),
+    image_dtype: str = "float32",
+    pad_eval: bool = False,
 ) -> tf.data.Dataset:
-    """Batches of ``(float32 images, int32 labels)`` from ``source``.
+    """Batches of ``(images, int32 labels)`` from ``source``.
 
     Training datasets repeat forever with a fresh order every epoch and drop incomplete batches
     (static shapes for XLA and TPUs); evaluation datasets make one ordered pass, keeping the last
-    partial batch. Under a ``tf.distribute`` strategy pass the ``input_context`` of
-    ``distribute_datasets_from_function``: each input pipeline reads its own shard and batches per
-    replica.
+    partial batch unless ``pad_eval``. Under a ``tf.distribute`` strategy pass the
+    ``input_context`` of ``distribute_datasets_from_function``: each input pipeline reads its own
+    shard and batches per replica.
+
+    Every image is uint8 until the end: decoded, cropped, resized (rounded back to pixels,
+    ``to_pixels``), augmented and mixed as pixels. ``image_dtype="uint8"`` hands them on as they
+    are, a quarter of the bytes of float32, and leaves the normalisation to the model on the
+    device (``ImageClassifier`` normalises uint8 inputs with its preprocessing record, which must
+    then be ``preprocessing``): what the trainer does. ``"float32"`` normalises on the host.
 
     Args:
         source: From ``load_source``.
@@ -656,6 +690,12 @@ def make_dataset(
             classes)`` float32.
         randaugment: ``(ops, magnitude)`` of RandAugment (``augment.rand_augment``) after the
             training augmentation, keyed by each example's seed; 0 ops is off. Never at evaluation.
+        image_dtype: ``float32`` (normalised by ``preprocessing`` here) or ``uint8`` (pixels,
+            normalised by the model).
+        pad_eval: Evaluation only: pad the last batch to the full batch size with zero images and
+            yield ``(images, labels, weights)``, weight 0 for the padding, 1 otherwise (Keras'
+            ``sample_weight``), with as many batches in every input pipeline and a multiple of its
+            replicas: every batch has one static shape, so a compiled step is built once.
 
     Returns:
         A ``tf.data.Dataset``.
@@ -664,6 +704,8 @@ def make_dataset(
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if bad_images not in BAD_IMAGES:
         raise ValueError(f"bad_images: unknown value {bad_images!r}; expected one of {', '.join(BAD_IMAGES)}")
+    if image_dtype not in IMAGE_DTYPES:
+        raise ValueError(f"image_dtype: unknown value {image_dtype!r}; expected one of {', '.join(IMAGE_DTYPES)}")
     per_replica, num_pipelines, pipeline_id = _pipeline_share(batch_size, input_context)
     recipe = source.recipe
     augment = recipe.augment if augment is None else augment
@@ -685,11 +727,27 @@ def make_dataset(
     train_view = _training_view(augment_fn, recipe.image_shape, seed, rand_augment)
 
     def prepare(image, label, key):
-        if training:
-            image = preprocessing.normalize(train_view(image, key))
-        else:
-            image = eval_images(image, recipe, preprocessing)
+        image = to_pixels(train_view(image, key)) if training else eval_pixels(image, recipe, preprocessing)
         return tf.ensure_shape(image, recipe.image_shape), tf.cast(label, tf.int32)
+
+    padding = not training and pad_eval
+    if padding:
+        if source.shards is not None:
+            counts = [source.shards.for_pipeline(p, num_pipelines).num_examples for p in range(num_pipelines)]
+        else:
+            counts = [len(range(p, source.num_examples, num_pipelines)) for p in range(num_pipelines)]
+        per_pipeline = max(1, (input_context.num_replicas_in_sync if input_context else 1) // num_pipelines)
+        batches = -(-max(counts) // per_replica)
+        padded_size = -(-batches // per_pipeline) * per_pipeline * per_replica
+
+    def pad(ds: tf.data.Dataset) -> tf.data.Dataset:
+        """``(image, label)`` -> ``(image, label, weight)``, padded with zero images of weight 0."""
+        if not padding:
+            return ds
+        image_spec, label_spec = ds.element_spec
+        filler = (tf.zeros(image_spec.shape, image_spec.dtype), tf.zeros([], label_spec.dtype), tf.constant(0.0))
+        ds = ds.map(lambda image, label: (image, label, tf.constant(1.0)))
+        return ds.concatenate(tf.data.Dataset.from_tensors(filler).repeat()).take(padded_size)
 
     if data_service and training:
         # The service hands out whole epochs to its workers: a resumed run restarts its epoch.
@@ -705,6 +763,8 @@ def make_dataset(
                                                        tf.stack([tf.cast(seed, tf.int64) + 7919,
                                                                  b * num_pipelines + pipeline_id])),
                 num_parallel_calls=AUTOTUNE)
+        if image_dtype == "float32":
+            ds = ds.map(lambda images, *rest: (preprocessing.normalize(images), *rest), num_parallel_calls=AUTOTUNE)
         if data_service:
             address = data_service if "://" in data_service else f"grpc://{data_service}"
             ds = ds.apply(tf.data.experimental.service.distribute("distributed_epoch", address))
@@ -725,8 +785,8 @@ def make_dataset(
                                        if source.files is not None else shard_set.num_examples)
         where = f"{source.name} {source.split}"
         ds = _decode_examples(ds, decode, count, bad_images, where)
-        ds = ds.map(lambda image, label: (image, _checked_label(label, recipe.num_classes, where)))
-        ds = ds.batch(per_replica, drop_remainder=training, num_parallel_calls=AUTOTUNE)
+        ds = pad(ds.map(lambda image, label: (image, _checked_label(label, recipe.num_classes, where))))
+        ds = ds.batch(per_replica, drop_remainder=training or padding, num_parallel_calls=AUTOTUNE)
         return finish(ds)
 
     if source.images is not None:
@@ -734,10 +794,16 @@ def make_dataset(
         ds = _index_stream(len(source.labels), training, seed, start_step, batch_size, num_pipelines,
                            pipeline_id)
         if not training or (augment == "none" and not randaugment[0]):
-            # Nothing per-example to do: gather and normalise whole batches (~10x less overhead).
-            ds = ds.batch(per_replica, drop_remainder=training)
-            ds = ds.map(lambda i, key: (preprocessing.normalize(tf.gather(images, i)), tf.gather(labels, i)),
-                        num_parallel_calls=AUTOTUNE)
+            # Nothing per-example to do: gather whole batches (~10x less overhead).
+            if padding:  # index 0 of weight 0 fills the last batch
+                ds = ds.map(lambda i, key: (i, tf.constant(1.0))).concatenate(
+                    tf.data.Dataset.from_tensors((tf.constant(0, tf.int64), tf.constant(0.0))).repeat())
+                ds = ds.take(padded_size).batch(per_replica, drop_remainder=True)
+                ds = ds.map(lambda i, weight: (tf.gather(images, i), tf.gather(labels, i), weight),
+                            num_parallel_calls=AUTOTUNE)
+            else:
+                ds = ds.batch(per_replica, drop_remainder=training)
+                ds = ds.map(lambda i, key: (tf.gather(images, i), tf.gather(labels, i)), num_parallel_calls=AUTOTUNE)
             return finish(ds)
         ds = ds.map(lambda i, key: (tf.gather(images, i), tf.gather(labels, i), key), num_parallel_calls=AUTOTUNE)
     else:
@@ -751,8 +817,8 @@ def make_dataset(
             ds = ds.map(lambda image, label, key: (image, _checked_label(label, recipe.num_classes, source.name), key))
         else:
             ds = ds.map(lambda image, label: (image, label, tf.constant(0, tf.int64)))
-    ds = ds.map(prepare, num_parallel_calls=AUTOTUNE)
-    ds = ds.batch(per_replica, drop_remainder=training, num_parallel_calls=AUTOTUNE)
+    ds = pad(ds.map(prepare, num_parallel_calls=AUTOTUNE))
+    ds = ds.batch(per_replica, drop_remainder=training or padding, num_parallel_calls=AUTOTUNE)
     return finish(ds)
 
 
@@ -814,7 +880,7 @@ def _training_view(augment_fn, image_shape: Sequence[int], seed: int, rand_augme
 
 def _decoder(source: Source, training: bool, augment: str, train_view, preprocessing: Preprocessing, seed: int,
              rand_augment):
-    """``(payload, label, key) -> (float32 image, label)`` for files (payload: the path) or records."""
+    """``(payload, label, key) -> (uint8 image, label)`` for files (payload: the path) or records."""
     recipe = source.recipe
     shape, channels = recipe.image_shape, recipe.image_shape[-1]
 
@@ -832,7 +898,7 @@ def _decoder(source: Source, training: bool, augment: str, train_view, preproces
                                                 preprocessing.interpolation)
             if training:
                 image = train_view(image, key)
-        return tf.ensure_shape(preprocessing.normalize(image), shape), label
+        return tf.ensure_shape(to_pixels(image), shape), label
 
     return decode
 
@@ -897,6 +963,7 @@ def synthetic(
     input_context: tf.distribute.InputContext | None = None,
     mixup: float = 0.0,
     cutmix: float = 0.0,
+    image_dtype: str = "float32",
 ) -> tf.data.Dataset:
     """One random batch repeated forever, for speed tuning and smoke runs.
 
@@ -910,13 +977,21 @@ def synthetic(
         seed: Seeds the batch.
         input_context: ``tf.distribute.InputContext`` or None.
         mixup, cutmix: Mix the batch once, as ``make_dataset`` mixes every batch: soft labels.
+        image_dtype: ``float32`` (standard normal images) or ``uint8`` (uniform pixels, which a
+            model normalises with ``synthetic_preprocessing``, as it would real ones).
 
     Returns:
-        An infinite ``tf.data.Dataset`` of ``(float32 images, int32 labels)`` (float32 soft
-        labels ``(batch, classes)`` when mixed).
+        An infinite ``tf.data.Dataset`` of ``(images, int32 labels)`` (float32 soft labels
+        ``(batch, classes)`` when mixed).
     """
+    if image_dtype not in IMAGE_DTYPES:
+        raise ValueError(f"image_dtype: unknown value {image_dtype!r}; expected one of {', '.join(IMAGE_DTYPES)}")
     per_replica, _, pipeline_id = _pipeline_share(batch_size, input_context)
-    images = tf.random.stateless_normal((per_replica, *image_shape), seed=[seed, pipeline_id])
+    if image_dtype == "uint8":
+        images = tf.cast(tf.random.stateless_uniform((per_replica, *image_shape), [seed, pipeline_id], 0, 256,
+                                                     tf.int32), tf.uint8)
+    else:
+        images = tf.random.stateless_normal((per_replica, *image_shape), seed=[seed, pipeline_id])
     labels = tf.random.stateless_uniform((per_replica,), [seed, pipeline_id + 1], 0, num_classes, tf.int32)
     if mixup or cutmix:
         images, labels = augment_lib.mix_batch(images, labels, num_classes, mixup, cutmix,

@@ -139,7 +139,7 @@ class ResNet(ImageClassifier):
         Returns:
             ``{"stem": ..., "conv2": ..., ..., "pooled": (batch, channels)}``.
         """
-        self.check_inputs(x)
+        x = self.model_inputs(x)
         feats = {"stem": apply(self.stem_layers, x, training)}
         x = feats["stem"]
         for s, units in enumerate(self.stages):

@@ -187,7 +187,9 @@ def make_eval_step(
         per_example, outputs = compiled(batch)
         update_metrics(batch, per_example, outputs)
 
-    @tf.function(reduce_retracing=True)  # the last, partial batch has another shape
+    # One trace for padded batches of one shape (what the tasks feed); an unpadded last batch of
+    # another shape gets one more, shape-relaxed trace instead of one per shape.
+    @tf.function(reduce_retracing=True)
     def eval_step(batch):
         strategy.run(replica_step, args=(batch,))
 
@@ -200,10 +202,14 @@ def make_eval_step(
 
 
 def classifier_forward(model: keras.Model, loss_fn: LossFn) -> Forward:
-    """``forward((images, labels), training) -> (per-example losses, logits)`` of a classifier."""
+    """``forward((images, labels[, weights]), training) -> (per-example losses, logits)`` of a classifier.
+
+    uint8 images are normalised by the model itself (``ImageClassifier.model_inputs``), inside
+    the compiled step.
+    """
 
     def forward(batch, training):
-        images, labels = batch
+        images, labels = batch[0], batch[1]
         logits = model(images, training=training)
         return loss_fn(labels, logits), logits
 
@@ -211,16 +217,21 @@ def classifier_forward(model: keras.Model, loss_fn: LossFn) -> Forward:
 
 
 def classifier_metrics_update(metrics: Mapping[str, keras.metrics.Metric]) -> UpdateMetrics:
-    """Updates ``loss`` with the per-example losses and every other metric with ``(labels, logits)``."""
+    """Updates ``loss`` with the per-example losses and every other metric with ``(labels, logits)``.
+
+    A batch's third element, if any, is the examples' weights (``make_dataset(pad_eval=True)``:
+    0 for the padding of the last batch), passed to every metric as ``sample_weight``.
+    """
 
     def update(batch, per_example, logits):
-        metrics["loss"].update_state(per_example)
+        weights = batch[2] if len(batch) > 2 else None
+        metrics["loss"].update_state(per_example, sample_weight=weights)
         labels = batch[1]
         if labels.shape.rank == 2:  # soft labels (mixup, CutMix): the class with the most weight
             labels = tf.argmax(labels, axis=-1, output_type=tf.int32)
         for name, metric in metrics.items():
             if name != "loss":
-                metric.update_state(labels, logits)
+                metric.update_state(labels, logits, sample_weight=weights)
 
     return update
 

@@ -166,6 +166,9 @@ class ClassificationTask(Task):
             if getattr(cfg, field) % rt.replicas:
                 raise ValueError(f"{field} {getattr(cfg, field)} is not divisible by the {rt.replicas} replicas")
         self.train_source = self.eval_source = None
+        # What the pipelines hand the steps: uint8 pixels when the model normalises them itself
+        # (build_model decides), float32 inputs normalised on the host otherwise.
+        self.image_dtype = "float32"
         self.loss_fn = steps.make_loss(cfg.label_smoothing)
         # What the pretrained weights expect of their inputs; None: the dataset's own normalisation.
         self.preprocessing: Preprocessing | None = (
@@ -202,40 +205,47 @@ class ClassificationTask(Task):
                                  f"examples of {cfg.dataset} {cfg.train_split}")
 
     def train_iterator(self, start_step: int) -> Iterator:
-        cfg, strategy = self.cfg, self.runtime.strategy
+        cfg = self.cfg
         if self.train_source is None:
-            dist = strategy.distribute_datasets_from_function(
+            dist = self.runtime.distribute(
                 lambda ctx: data.synthetic(self.input_shape, self.num_classes, cfg.batch_size, cfg.seed, ctx,
-                                           cfg.mixup, cfg.cutmix))
+                                           cfg.mixup, cfg.cutmix, self.image_dtype))
             # Keep one batch on the device(s) and reuse it: no host-to-device copy per step.
             return itertools.repeat(next(iter(dist)))
         # Arrays, files and shards keep a fixed element order (cheap), which exact resume relies on.
         ordered = self.train_source.stream is None
-        return iter(strategy.distribute_datasets_from_function(
+        return iter(self.runtime.distribute(
             lambda ctx: data.make_dataset(self.train_source, cfg.batch_size, training=True, seed=cfg.seed,
                                           start_step=start_step, input_context=ctx, augment=cfg.augment,
                                           deterministic=cfg.deterministic or ordered,
                                           preprocessing=self.preprocessing, bad_images=cfg.bad_images,
                                           data_service=cfg.data_service, mixup=cfg.mixup, cutmix=cfg.cutmix,
-                                          randaugment=(cfg.randaugment_ops, cfg.randaugment_magnitude))))
+                                          randaugment=(cfg.randaugment_ops, cfg.randaugment_magnitude),
+                                          image_dtype=self.image_dtype)))
 
     def eval_batches(self) -> Iterable:
-        return self.runtime.strategy.distribute_datasets_from_function(
+        # Padded to whole batches (weight 0 for the padding): one shape, one compiled test step.
+        return self.runtime.distribute(
             lambda ctx: data.make_dataset(self.eval_source, self.cfg.eval_batch_size, training=False,
                                           input_context=ctx, preprocessing=self.preprocessing,
-                                          bad_images=self.cfg.bad_images))
+                                          bad_images=self.cfg.bad_images, image_dtype=self.image_dtype,
+                                          pad_eval=True))
 
     def build_model(self, pretrained: bool = True) -> keras.Model:
         options = dict(self.cfg.model_options)
         if self.cfg.drop_path_rate:  # create_model names the models that do not take it
             options["drop_path_rate"] = self.cfg.drop_path_rate
         source = self.train_source or self.eval_source
-        # Every trained model records its preprocessing, so its model.keras can be fine-tuned or served.
-        if (self.preprocessing is not None or source is not None) and models.accepts_option(self.model_name,
-                                                                                               "preprocessing"):
-            options["preprocessing"] = self.preprocessing or source.recipe.preprocessing
-        return models.create_model(self.model_name, num_classes=self.num_classes, input_shape=self.input_shape,
-                                   pretrained=self.cfg.pretrained if pretrained else None, **options)
+        # Every trained model records its preprocessing, so its model.keras can be fine-tuned or served,
+        # and normalises its uint8 inputs with it on the device.
+        if models.accepts_option(self.model_name, "preprocessing"):
+            options["preprocessing"] = self.preprocessing or (
+                source.recipe.preprocessing if source is not None
+                else data.synthetic_preprocessing(self.input_shape[-1], self.input_shape[0]))
+        model = models.create_model(self.model_name, num_classes=self.num_classes, input_shape=self.input_shape,
+                                    pretrained=self.cfg.pretrained if pretrained else None, **options)
+        self.image_dtype = "uint8" if getattr(model, "takes_uint8", False) else "float32"
+        return model
 
     def run_record(self) -> dict[str, Any]:
         # The preprocessing is part of the model: evaluating or resuming with another would be wrong.
@@ -350,11 +360,11 @@ class FewShotTask(Task):
     def train_iterator(self, start_step: int) -> Iterator:
         # Step s trains on episodes s*R ... s*R + R-1 (R replicas): resuming generates nothing before them.
         start = start_step * self.runtime.replicas
-        return iter(self.runtime.strategy.distribute_datasets_from_function(
+        return iter(self.runtime.distribute(
             lambda ctx: self.episodes(self.train_clips, self.cfg.seed + 2, True, start, ctx=ctx)))
 
     def eval_batches(self) -> Iterable:
-        return self.runtime.strategy.distribute_datasets_from_function(
+        return self.runtime.distribute(
             lambda ctx: self.episodes(self.eval_clips, self.cfg.seed + 1, False, count=self.cfg.eval_episodes,
                                       ctx=ctx))
 

@@ -159,7 +159,7 @@ class MnistResNet(ImageClassifier):
         self.head = self.make_head()
 
     def call(self, x, training=False):
-        self.check_inputs(x)
+        x = self.model_inputs(x)
         x = self.pool1(self.stage1(self.conv1(x), training=training))
         x = self.pool2(self.stage2(x, training=training))
         x = self.fc(self.flatten(self.stage3(x, training=training)))
@@ -204,7 +204,7 @@ class PreActResNet22(ImageClassifier):
         self.head = self.make_head()
 
     def call(self, x, training=False):
-        self.check_inputs(x)
+        x = self.model_inputs(x)
         x = apply(self.stem, x, training)
         for stage in self.stages:
             x = stage(x, training=training)

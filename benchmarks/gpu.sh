@@ -31,20 +31,21 @@ mkdir -p "$out"
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU (nvidia-smi)"; \
   date -u +%Y-%m-%dT%H:%MZ; } | tee "$out/card.txt"
 if [[ "${GPU_BENCH_SMOKE:-0}" == 1 ]]; then
-  model=mnist_resnet; batch=8; steps=2; repeats=2; torch_size=(--image_size 32 --model resnet18 --no-compile)
+  model=mnist_resnet; batch=8; steps=2; repeats=2; shrink=(--max_warmup 3)
+  torch_size=(--image_size 32 --model resnet18 --no-compile); tf_size=(--matmul_size 256)
   mnist=(--target 0.3 -- --train_split=train[:1000] --eval_split=test[:256] --epochs=1 --batch_size=32)
 else
-  model=resnet50; batch=256; steps=50; repeats=3; torch_size=(); mnist=(--target 0.994)
+  model=resnet50; batch=256; steps=50; repeats=3; shrink=(); torch_size=(); tf_size=(); mnist=(--target 0.994)
 fi
 case "$1" in
   resnet50)
     # The PyTorch peer first, in its own process (the GPU's memory is then all TensorFlow's), then the
     # variants in one process: each warmed up until two rounds agree within 3%, then interleaved rounds.
     "$python" benchmarks/torch_peer.py --batch_size "$batch" --steps "$steps" --repeats "$repeats" \
-      "${torch_size[@]}" --json "$out/torch.json" 2>&1 | tee "$out/torch.txt" || echo "torch peer failed" | tee -a "$out/torch.txt"
+      "${shrink[@]}" "${torch_size[@]}" --json "$out/torch.json" 2>&1 | tee "$out/torch.txt" || echo "torch peer failed" | tee -a "$out/torch.txt"
     "$python" benchmarks/train_throughput.py --model "$model" --batch_size "$batch" --steps "$steps" \
       --repeats "$repeats" --agree 0.03 --variants fit_xla_bf16,loop_xla_bf16,loop_xla_bf16_resident \
-      --peer_json "$out/torch.json" --json "$out/resnet50.json" 2>&1 | tee "$out/resnet50.txt" ;;
+      "${shrink[@]}" "${tf_size[@]}" --peer_json "$out/torch.json" --json "$out/resnet50.json" 2>&1 | tee "$out/resnet50.txt" ;;
   mnist)
     # A fresh compilation cache, so the first run compiles everything and the second finds it all.
     export TFRESNET_XLA_CACHE="$out/xla_cache"

@@ -134,7 +134,7 @@ def test_the_gpu_script_runs_here_shrunk(command, tmp_path):
     if command.endswith("resnet50"):
         result = json.loads((out / "resnet50.json").read_text())
         assert list(result["images_per_sec"]) == ["fit_xla_bf16", "loop_xla_bf16", "loop_xla_bf16_resident"]
-        assert result["torch_images_per_sec"] > 0 and all(2 <= len(w) <= 8 for w in result["warmup"].values())
+        assert result["torch_images_per_sec"] > 0 and all(2 <= len(w) <= 3 for w in result["warmup"].values())
         assert "fed / resident: loop_xla_bf16" in (out / "resnet50.txt").read_text()
     else:
         assert [json.loads((out / f"mnist_{run}.json").read_text())["epoch"] for run in ("cold", "warm")] == [1, 1]

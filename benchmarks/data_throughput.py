@@ -10,7 +10,9 @@ temporary folder) and the same images as TFRecord shards, each through the train
 (random-resized crop decoded from the JPEG window), next to the old path in the same run (every
 image fully decoded and squashed to a square, then cropped), in images/s per CPU core and in cores
 needed to feed ``--gpu_target`` images/s; and the time to the first batch of a fresh run and of one
-resumed 8 epochs in (the old path skips by reading and decoding every skipped image).
+resumed 8 epochs in (the old path skips by reading and decoding every skipped image). The
+``folder``/``shards`` rows normalise on the host (float32 batches); the ``uint8`` rows hand the
+pixels on as the trainer does since issue 18, leaving the normalisation to the device.
 
     python benchmarks/data_throughput.py --data_dir ../shared/data --batch_size 128
 """
@@ -115,6 +117,11 @@ def jpeg_section(args) -> None:
             "old: decode all, squash, crop": lambda start=0: old_folder_pipeline(files, batch, start),
             "folder: decode crop window": lambda start=0: data.make_dataset(files, batch, True, start_step=start),
             "shards: decode crop window": lambda start=0: data.make_dataset(records, batch, True, start_step=start),
+            # What the trainer reads since issue 18: pixels handed on as uint8, normalised on the device.
+            "uint8 folder: crop window": lambda start=0: data.make_dataset(files, batch, True, start_step=start,
+                                                                           image_dtype="uint8"),
+            "uint8 shards: crop window": lambda start=0: data.make_dataset(records, batch, True, start_step=start,
+                                                                           image_dtype="uint8"),
         }
         steps_per_epoch = files.steps_per_epoch(batch)
         for name, make in pipelines.items():

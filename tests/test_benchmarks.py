@@ -81,9 +81,9 @@ def test_readme_benchmark_command(command, tmp_path):
     elif script == "data_throughput.py":
         rates = dict(re.findall(r"^(mnist \.npz|synthetic).*?=\s+([\d.]+)x the model$", out, flags=re.M))
         assert set(rates) == {"mnist .npz", "synthetic"} and all(float(r) > 0 for r in rates.values()), out
-        jpeg = re.findall(r"^(old|folder|shards): .*?(\d+) per core;.*first batch\s+([\d.]+) s fresh,\s+([\d.]+) s 8 "
+        jpeg = re.findall(r"^(old|folder|shards|uint8 folder|uint8 shards): .*?(\d+) per core;.*first batch\s+([\d.]+) s fresh,\s+([\d.]+) s 8 "
                           r"epochs in", out, flags=re.M)
-        assert [j[0] for j in jpeg] == ["old", "folder", "shards"] and all(int(j[1]) > 0 for j in jpeg), out
+        assert [j[0] for j in jpeg] == ["old", "folder", "shards", "uint8 folder", "uint8 shards"] and all(int(j[1]) > 0 for j in jpeg), out
     elif script == "fewshot_throughput.py":
         result = json.loads(result_file.read_text())
         assert set(result["episodes_per_sec"]) == {"loop", "loop_xla"}

@@ -692,9 +692,9 @@ def make_dataset(
             training augmentation, keyed by each example's seed; 0 ops is off. Never at evaluation.
         image_dtype: ``float32`` (normalised by ``preprocessing`` here) or ``uint8`` (pixels,
             normalised by the model).
-        pad_eval: Evaluation only: pad the last batch to the full batch size with zero images and
-            yield ``(images, labels, weights)``, weight 0 for the padding, 1 otherwise (Keras'
-            ``sample_weight``), with as many batches in every input pipeline and a multiple of its
+        pad_eval: Evaluation only: pad the last batch to the full batch size with filler
+            examples (zero images; the first example for arrays) and yield ``(images, labels,
+            weights)``, weight 0 for the filler, 1 otherwise (Keras' ``sample_weight``), with as many batches in every input pipeline and a multiple of its
             replicas: every batch has one static shape, so a compiled step is built once.
 
     Returns:

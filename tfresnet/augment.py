@@ -18,6 +18,18 @@ Augmentation = Callable[[tf.Tensor, Sequence[int], tf.Tensor], tf.Tensor]
 AUGMENTATIONS: Registry[Augmentation] = Registry("augment")
 
 
+def to_pixels(images: tf.Tensor) -> tf.Tensor:
+    """Images with values in [0, 255] -> uint8, rounded: what every pipeline hands on.
+
+    A resized or mixed image is rounded back to whole pixel values, as a JPEG decoder or
+    torchvision's PIL transforms deliver them, so that a batch crosses to the device in the
+    smallest exact type (``data.make_dataset(image_dtype="uint8")``).
+    """
+    if images.dtype == tf.uint8:
+        return images
+    return tf.cast(tf.clip_by_value(tf.round(images), 0, 255), tf.uint8)
+
+
 def _seeds(seed: tf.Tensor, n: int) -> list[tf.Tensor]:
     return tf.unstack(tf.random.experimental.stateless_split(seed, n))
 
@@ -147,7 +159,7 @@ def mixup(images: tf.Tensor, labels: tf.Tensor, alpha: float, seed: tf.Tensor) -
     pixels = tf.cast(images, tf.float32) if images.dtype == tf.uint8 else images
     mixed = lam * pixels + (1 - lam) * tf.reverse(pixels, [0])
     if images.dtype == tf.uint8:
-        mixed = tf.cast(tf.clip_by_value(tf.round(mixed), 0, 255), tf.uint8)
+        mixed = to_pixels(mixed)
     return mixed, lam * labels + (1 - lam) * tf.reverse(labels, [0])
 
 

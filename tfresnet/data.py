@@ -98,6 +98,12 @@ EPOCHS_FOREVER = shards_lib.EPOCHS_FOREVER
 BAD_IMAGES = ("fail", "skip")
 # What make_dataset hands on: uint8 pixels (normalised by the model, on the device) or float32 inputs.
 IMAGE_DTYPES = ("uint8", "float32")
+to_pixels = augment_lib.to_pixels
+
+
+def _check_image_dtype(image_dtype: str) -> None:
+    if image_dtype not in IMAGE_DTYPES:
+        raise ValueError(f"image_dtype: unknown value {image_dtype!r}; expected one of {', '.join(IMAGE_DTYPES)}")
 
 
 def synthetic_preprocessing(channels: int, image_size: int) -> Preprocessing:
@@ -548,18 +554,6 @@ def normalize(images: tf.Tensor, recipe: Recipe) -> tf.Tensor:
     return recipe.preprocessing.normalize(images)
 
 
-def to_pixels(images: tf.Tensor) -> tf.Tensor:
-    """Images with values in [0, 255] -> uint8, rounded: what every pipeline hands on.
-
-    A resized or mixed image is rounded back to whole pixel values, as a JPEG decoder or
-    torchvision's PIL transforms deliver them, so that a batch crosses to the device in the
-    smallest exact type (``make_dataset(image_dtype="uint8")``).
-    """
-    if images.dtype == tf.uint8:
-        return images
-    return tf.cast(tf.clip_by_value(tf.round(images), 0, 255), tf.uint8)
-
-
 def fit_images(images: tf.Tensor, size: Sequence[int]) -> tf.Tensor:
     """uint8 images (one, or a batch) of any size -> uint8 images of ``size`` (height, width).
 
@@ -704,9 +698,10 @@ def make_dataset(
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if bad_images not in BAD_IMAGES:
         raise ValueError(f"bad_images: unknown value {bad_images!r}; expected one of {', '.join(BAD_IMAGES)}")
-    if image_dtype not in IMAGE_DTYPES:
-        raise ValueError(f"image_dtype: unknown value {image_dtype!r}; expected one of {', '.join(IMAGE_DTYPES)}")
+    _check_image_dtype(image_dtype)
     per_replica, num_pipelines, pipeline_id = _pipeline_share(batch_size, input_context)
+    # Replicas each input pipeline feeds (batch b of a pipeline is replica b % k of step b // k).
+    per_pipeline = max(1, (input_context.num_replicas_in_sync if input_context else 1) // num_pipelines)
     recipe = source.recipe
     augment = recipe.augment if augment is None else augment
     augment_fn = augment_lib.AUGMENTATIONS.get(augment)
@@ -731,23 +726,18 @@ def make_dataset(
         return tf.ensure_shape(image, recipe.image_shape), tf.cast(label, tf.int32)
 
     padding = not training and pad_eval
-    if padding:
-        if source.shards is not None:
-            counts = [source.shards.for_pipeline(p, num_pipelines).num_examples for p in range(num_pipelines)]
-        else:
-            counts = [len(range(p, source.num_examples, num_pipelines)) for p in range(num_pipelines)]
-        per_pipeline = max(1, (input_context.num_replicas_in_sync if input_context else 1) // num_pipelines)
-        batches = -(-max(counts) // per_replica)
-        padded_size = -(-batches // per_pipeline) * per_pipeline * per_replica
+    if padding:  # the examples of the fullest pipeline, in whole batches for each of its replicas
+        most = (max(source.shards.for_pipeline(p, num_pipelines).num_examples for p in range(num_pipelines))
+                if source.shards is not None else -(-source.num_examples // num_pipelines))
+        padded_size = -(-most // (per_replica * per_pipeline)) * per_pipeline * per_replica
 
     def pad(ds: tf.data.Dataset) -> tf.data.Dataset:
         """``(image, label)`` -> ``(image, label, weight)``, padded with zero images of weight 0."""
         if not padding:
             return ds
         image_spec, label_spec = ds.element_spec
-        filler = (tf.zeros(image_spec.shape, image_spec.dtype), tf.zeros([], label_spec.dtype), tf.constant(0.0))
-        ds = ds.map(lambda image, label: (image, label, tf.constant(1.0)))
-        return ds.concatenate(tf.data.Dataset.from_tensors(filler).repeat()).take(padded_size)
+        return _weighted(ds, (tf.zeros(image_spec.shape, image_spec.dtype), tf.zeros([], label_spec.dtype)),
+                         padded_size)
 
     if data_service and training:
         # The service hands out whole epochs to its workers: a resumed run restarts its epoch.
@@ -755,9 +745,8 @@ def make_dataset(
 
     def finish(ds: tf.data.Dataset) -> tf.data.Dataset:
         if training and (mixup or cutmix):
-            # Batch b of this pipeline is replica (b % k) of step (b // k), k replicas per pipeline:
-            # its seed is a pure function of the step, so a resumed run mixes the same batches.
-            per_pipeline = max(1, (input_context.num_replicas_in_sync if input_context else 1) // num_pipelines)
+            # A batch's seed is a pure function of its step and replica (batch number b of this
+            # pipeline), so a resumed run mixes the same batches.
             ds = ds.enumerate(start_step * per_pipeline).map(
                 lambda b, batch: augment_lib.mix_batch(*batch, recipe.num_classes, mixup, cutmix,
                                                        tf.stack([tf.cast(seed, tf.int64) + 7919,
@@ -796,9 +785,8 @@ def make_dataset(
         if not training or (augment == "none" and not randaugment[0]):
             # Nothing per-example to do: gather whole batches (~10x less overhead).
             if padding:  # index 0 of weight 0 fills the last batch
-                ds = ds.map(lambda i, key: (i, tf.constant(1.0))).concatenate(
-                    tf.data.Dataset.from_tensors((tf.constant(0, tf.int64), tf.constant(0.0))).repeat())
-                ds = ds.take(padded_size).batch(per_replica, drop_remainder=True)
+                ds = _weighted(ds.map(lambda i, key: i), (tf.constant(0, tf.int64),), padded_size)
+                ds = ds.batch(per_replica, drop_remainder=True)
                 ds = ds.map(lambda i, weight: (tf.gather(images, i), tf.gather(labels, i), weight),
                             num_parallel_calls=AUTOTUNE)
             else:
@@ -820,6 +808,12 @@ def make_dataset(
     ds = pad(ds.map(prepare, num_parallel_calls=AUTOTUNE))
     ds = ds.batch(per_replica, drop_remainder=training or padding, num_parallel_calls=AUTOTUNE)
     return finish(ds)
+
+
+def _weighted(ds: tf.data.Dataset, filler: tuple, size: int) -> tf.data.Dataset:
+    """``ds``'s elements with weight 1.0 appended, then ``filler`` with weight 0.0: ``size`` elements in all."""
+    ds = ds.map(lambda *element: (*element, tf.constant(1.0)))
+    return ds.concatenate(tf.data.Dataset.from_tensors((*filler, tf.constant(0.0))).repeat()).take(size)
 
 
 def _index_stream(n: int, training: bool, seed: int, start_step: int, batch_size: int, num_pipelines: int,
@@ -984,8 +978,7 @@ def synthetic(
         An infinite ``tf.data.Dataset`` of ``(images, int32 labels)`` (float32 soft labels
         ``(batch, classes)`` when mixed).
     """
-    if image_dtype not in IMAGE_DTYPES:
-        raise ValueError(f"image_dtype: unknown value {image_dtype!r}; expected one of {', '.join(IMAGE_DTYPES)}")
+    _check_image_dtype(image_dtype)
     per_replica, _, pipeline_id = _pipeline_share(batch_size, input_context)
     if image_dtype == "uint8":
         images = tf.cast(tf.random.stateless_uniform((per_replica, *image_shape), [seed, pipeline_id], 0, 256,

@@ -34,12 +34,13 @@ from tfresnet import audio, cli, episodes, models, spotting, training  # noqa: E
 SHAPES = ((5, 1), (5, 5), (10, 1))
 
 
-def accuracies(embeddings: np.ndarray, clips: audio.SpokenKeywords, count: int, n_query: int) -> dict:
+def accuracies(embeddings: np.ndarray, clips: audio.SpokenKeywords, count: int, n_query: int,
+               metric: str = "euclidean") -> dict:
     """``{"5-way 1-shot": (mean, 95% half-width), ...}`` over ``count`` episodes of each shape."""
     out = {}
     for n_way, k_shot in SHAPES:
         accs = episodes.episode_accuracies(embeddings, clips.labels, n_way, k_shot, n_query, count,
-                                           clips.speaker_ids(), seed=1)
+                                           clips.speaker_ids(), seed=1, metric=metric)
         out[f"{n_way}-way {k_shot}-shot"] = episodes.accuracy_interval(accs)
     return out
 
@@ -85,12 +86,13 @@ def main(argv: list[str] | None = None) -> dict:
     trained = spotting.load_encoder(model_dir)
     keras.utils.set_random_seed(cfg.seed)
     untrained = models.create_model(cfg.model or "protores", input_shape=features.shape[1:], **cfg.model_options)
+    # Every row compares with prototypes by the run's --metric (cosine: tfresnet-kws' own score).
+    score = lambda x: accuracies(x, test, args.episodes, args.n_query, cfg.metric)  # noqa: E731
     rows = {
-        "raw log-mel, nearest prototype": accuracies(features, test, args.episodes, args.n_query),
-        "mean log-mel spectrum, nearest prototype": accuracies(features.mean(axis=1), test, args.episodes,
-                                                              args.n_query),
-        "encoder, untrained": accuracies(embed(untrained, features), test, args.episodes, args.n_query),
-        "encoder, trained": accuracies(embed(trained, features), test, args.episodes, args.n_query),
+        "raw log-mel, nearest prototype": score(features),
+        "mean log-mel spectrum, nearest prototype": score(features.mean(axis=1)),
+        "encoder, untrained": score(embed(untrained, features)),
+        "encoder, trained": score(embed(trained, features)),
     }
 
     # LiteRT: float32 and full int8 (calibrated on 200 training clips), on the same test episodes.
@@ -101,12 +103,13 @@ def main(argv: list[str] | None = None) -> dict:
         size = spotting.export_tflite(trained, path, rep)
         encoder = spotting.LiteEncoder(path)
         accs = episodes.episode_accuracies(embed(encoder, features), test.labels, 5, 1, args.n_query, args.episodes,
-                                           test.speaker_ids(), seed=1)
+                                           test.speaker_ids(), seed=1, metric=cfg.metric)
         lite[name] = {"bytes": size, "latency_ms": 1000 * lite_latency(encoder, features),
                       "5-way 1-shot": episodes.accuracy_interval(accs)}
 
     print(f"\ntest words {', '.join(audio.TEST_WORDS)}; {len(set(test.speakers))} held-out speakers; "
-          f"{args.episodes} episodes of each shape, {args.n_query} queries per class; mean +- 95% CI")
+          f"{args.episodes} episodes of each shape, {args.n_query} queries per class, {cfg.metric} prototypes; "
+          "mean +- 95% CI")
     header = "".join(f"{s:>18}" for s in rows["encoder, trained"])
     print(f"{'':42}{header}")
     for name, row in rows.items():

@@ -71,3 +71,39 @@ def test_episode_accuracies_match_the_prototypical_network():
     assert accuracies.mean() == pytest.approx(expected, abs=1e-6) and 0.3 < expected < 1
     mean, half = E.accuracy_interval(accuracies)
     assert mean == pytest.approx(expected) and half == pytest.approx(1.96 * accuracies.std(ddof=1) / np.sqrt(20))
+
+
+def test_cosine_episode_accuracies_match_the_prototypical_network():
+    import tensorflow as tf
+
+    from tfresnet import protores
+
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(6), 5)
+    features = (rng.normal(size=(30, 7)) + 0.7 * np.eye(7)[labels]).astype(np.float32)
+    features *= rng.uniform(0.1, 10, size=(30, 1)).astype(np.float32)  # lengths that cosine ignores
+    net = protores.PrototypicalNetwork(tf.keras.layers.Lambda(lambda x: x), metric="cosine")
+    expected = E.evaluate_episodes(net, E.episodes(features, labels, 4, 3, 2, 20, seed=9))
+    cosine = E.episode_accuracies(features, labels, 4, 3, 2, 20, seed=9, metric="cosine")
+    assert cosine.mean() == pytest.approx(expected, abs=1e-6) and 0.3 < expected < 1
+    assert cosine.mean() > E.episode_accuracies(features, labels, 4, 3, 2, 20, seed=9).mean()
+    with pytest.raises(ValueError, match="metric must be euclidean or cosine"):
+        E.episode_accuracies(features, labels, 4, 3, 2, 20, metric="dot")
+
+
+def test_labelled_batches_are_seeded_by_index_distinct_and_sharded():
+    examples, labels = np.arange(40, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32), np.arange(40) % 4
+    take = lambda ds, n: [(int(i), x.numpy(), y.numpy()) for i, x, y in ds.take(n)]  # noqa: E731
+    stream = take(E.labelled_batches(examples, labels.astype(np.int32), 8, seed=3), 5)
+    assert [i for i, _, _ in stream] == [0, 1, 2, 3, 4]
+    for _, x, y in stream:
+        assert len(set(x[:, 0])) == 8 and np.array_equal(y, labels[x[:, 0].astype(int)])
+    resumed = take(E.labelled_batches(examples, labels.astype(np.int32), 8, seed=3, start=3), 2)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(resumed, stream[3:]))
+    shards = [take(E.labelled_batches(examples, labels.astype(np.int32), 8, seed=3, start=2, num_shards=2,
+                                      shard=k), 2) for k in (0, 1)]
+    assert [i for i, _, _ in shards[0]] == [2, 4] and [i for i, _, _ in shards[1]] == [3, 5]
+    assert np.array_equal(shards[1][0][1], stream[3][1])
+    assert not np.array_equal(stream[0][1], take(E.labelled_batches(examples, labels.astype(np.int32), 8, 4), 1)[0][1])
+    with pytest.raises(ValueError, match="batch_size 41 must be between 1 and the 40 training examples"):
+        E.labelled_batches(examples, labels, 41)

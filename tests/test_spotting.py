@@ -13,11 +13,13 @@ from tfresnet.config import TrainConfig
 
 pytestmark = pytest.mark.needs_keywords
 
-# A smaller configuration than flags/kws_protores.cfg: 150 10-way episodes, 32 channels (under a minute).
+# A smaller configuration than flags/kws_protores.cfg: 150 steps of 60 clips, 32 channels.
 SMALL = dict(task="fewshot", model="protores", dataset="folder", data_dir=str(SPOKEN_KEYWORDS),
-             model_options={"widths": [32, 32, 32], "bins_as_channels": True, "pooling": "average"}, epochs=3,
-             episodes_per_epoch=50, train_n_way=10, eval_episodes=50, steps_per_loop=50, learning_rate=2e-3,
-             lr_schedule="cosine", speed=0.15, formant=0.1, spec_augment=True, keep_best=True)
+             model_options={"widths": [32, 32, 32], "bins_as_channels": True, "pooling": "average",
+                            "center_bins": True},
+             fewshot_loss="cosine_softmax", batch_size=60, metric="cosine", epochs=3, episodes_per_epoch=50,
+             eval_episodes=50, steps_per_loop=50, learning_rate=2e-3, lr_schedule="cosine", speed=0.15, formant=0.1,
+             spec_augment=True, keep_best=True)
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +41,14 @@ def test_trained_encoder_beats_chance_and_raw_features_on_test_words_of_held_out
     cfg, results = run
     test = audio.keyword_split(clips, "test")
     features = audio.features(test.waveforms).numpy()
-    accuracy = lambda x: episodes.episode_accuracies(x, test.labels, 5, 1, 5, 500, test.speaker_ids(), 1).mean()  # noqa: E731
+    accuracy = lambda x: episodes.episode_accuracies(  # noqa: E731
+        x, test.labels, 5, 1, 5, 500, test.speaker_ids(), 1, metric="cosine").mean()
     trained = spotting.load_encoder(cfg.model_dir)
     raw = accuracy(features)
     learned = accuracy(trained(features, training=False).numpy())
-    # Measured: raw log-mel 23.6%, this small encoder 47.1% (chance 20%; 500 episodes: +-1.5 points).
-    # flags/kws_protores.cfg reaches 82.4% (BENCHMARKS.md).
-    assert raw < 0.3 and learned > 0.35 and learned > raw + 0.1, (raw, learned)
+    # Measured: raw log-mel 23.6%, this small encoder 75.4% (chance 20%; 500 episodes: +-1.5 points).
+    # flags/kws_protores.cfg reaches 89.7% (BENCHMARKS.md).
+    assert raw < 0.3 and learned > 0.6 and learned > raw + 0.3, (raw, learned)
     # The validation words chose the exported weights: best/ holds them, and model.keras is them.
     best = models.create_model("protores", input_shape=features.shape[1:], **cfg.model_options)
     step = training.checkpoints.restore_weights(best, cfg.model_dir, best=True)
@@ -64,8 +67,9 @@ def test_enroll_one_speaker_then_classify_other_speakers(run, clips):
     matches = spotter.classify(list(test.waveforms[others]))
     truth = [test.keywords[label] for label in test.labels[others]]
     accuracy = np.mean([m.keyword == t for m, t in zip(matches, truth)])
-    # 45 clips, 5 keywords, one enrollment each: chance is 0.2 (+-0.06); this small encoder: 0.378.
-    assert accuracy >= 0.3, accuracy
+    # 45 clips, 5 keywords, one enrollment each (the speaker who enrolls worst: BENCHMARKS.md): chance
+    # is 0.2 (+-0.06); this small encoder: 0.689 (the benchmark's: 0.80).
+    assert accuracy >= 0.5, accuracy
     assert all(0 <= m.score <= 1 + 1e-6 for m in matches)
     strict = spotting.KeywordSpotter(spotter.encoder, threshold=1.01)
     strict.keywords = spotter.keywords
@@ -89,21 +93,25 @@ def test_detect_finds_keywords_at_known_times_in_a_long_noisy_recording(run, cli
         label = test.keywords.index(word)
         spotter.enroll(word, [test.waveforms[(test.labels == label) & (test.speakers == s)][0] for s in speakers[1:6]])
     noise = clips.noise[1][: 12 * audio.SAMPLE_RATE]  # pink
-    recording = 0.01 * noise / noise.std()
     onsets = [1.0, 4.7, 8.3]
-    for word, onset in zip(words, onsets):
-        said = trimmed(test.waveforms[(test.labels == test.keywords.index(word)) & (test.speakers == speakers[0])][0])
-        start = int(onset * audio.SAMPLE_RATE)
-        recording[start: start + len(said)] += said
-    path = tmp_path / "long.wav"
-    tf.io.write_file(str(path), tf.audio.encode_wav(recording[:, None].astype(np.float32), audio.SAMPLE_RATE))
-    found = spotter.detect(str(path))
-    # One detection per word said, at its onset (within 100 ms), none in the noise between.
-    assert len(found) == len(words), found
-    assert all(abs(d.start - onset) <= 0.1 for d, onset in zip(found, onsets)), found
-    # This small encoder (about 55% 5-way 1-shot) names most of them right (measured: 2 of 3, "five"
-    # taken for "dog"); the benchmark's encoder is the one to judge naming by.
-    assert sum(d.keyword == word for d, word in zip(found, words)) >= 2, found
+    named = 0
+    for speaker in speakers[:3]:  # none of them enrolled
+        recording = 0.01 * noise / noise.std()
+        for word, onset in zip(words, onsets):
+            said = trimmed(test.waveforms[(test.labels == test.keywords.index(word)) & (test.speakers == speaker)][0])
+            start = int(onset * audio.SAMPLE_RATE)
+            recording[start: start + len(said)] += said
+        path = tmp_path / f"long_{speaker}.wav"
+        tf.io.write_file(str(path), tf.audio.encode_wav(recording[:, None].astype(np.float32), audio.SAMPLE_RATE))
+        found = spotter.detect(str(path))
+        # One detection per word said, at its onset (within 100 ms), none in the noise between.
+        assert len(found) == len(words), (speaker, found)
+        assert all(abs(d.start - onset) <= 0.1 for d, onset in zip(found, onsets)), (speaker, found)
+        named += sum(d.keyword == word for d, word in zip(found, words))
+    # This small encoder (75% 5-way 1-shot) names most of them right (measured: 7 of 9; the first
+    # speaker's "dog" and "five" taken for "off"); the benchmark's encoder is the one to judge
+    # naming by (8 of 9 on these recordings). Chance: 9 / 5.
+    assert named >= 6, named
 
 
 def test_litert_float32_and_int8_agree_with_the_keras_encoder(run, clips, tmp_path):

@@ -100,6 +100,32 @@ def test_two_replicas_train_on_two_episodes_a_step_averaged_like_one_device(tmp_
     assert float(metrics["loss"].result()) == pytest.approx(float(loss), rel=1e-5)  # both episodes counted
 
 
+def test_cosine_softmax_trains_on_word_batches_two_replicas_averaging_like_one_device(tmp_path, mirrored):
+    """fewshot_loss=cosine_softmax: batches of clips over all training words; the global batch is
+    split over the replicas and the update is the one-device gradient of its mean loss."""
+    words = dict(fewshot_loss="cosine_softmax", margin=0.2, logit_scale=16.0)
+    task, model, loop, metrics = _task(tmp_path, mirrored, False, batch_size=8, **words)
+    assert task.global_batch_size == 8 and task.num_words == 48 and model.word_head.kernel.shape[-1] == 48
+    assert task.run_record()["word_classes"] == 48
+    losses = loop(task.train_iterator(0), tf.constant(1)).numpy()
+    # The reference: batches 0 and 1 of 4 clips (one per replica), the mean of the 8 losses, one SGD step.
+    ref_task, ref, _, _ = _task(tmp_path, tf.distribute.get_strategy(), False, batch_size=4, **words)
+    stream = ref_task.train_iterator(0)
+    pair = [next(stream), next(stream)]
+    assert pair[0][0].shape == (4, 48, 20, 1) and pair[0][1].dtype == tf.int32
+    np.testing.assert_array_equal(next(ref_task.train_iterator(1))[0], pair[1][0])  # resume: batch 1 as is
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.concat([ref.word_loss(x, y, training=True)[0] for x, y in pair], 0)) / 8
+    grads = tape.gradient(loss, ref.trainable_variables)
+    keras.optimizers.SGD(0.05).apply_gradients(zip(grads, ref.trainable_variables))
+    np.testing.assert_allclose(losses, [loss.numpy()], rtol=1e-5)
+    for a, b in zip(ref.trainable_variables, model.trainable_variables):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=2e-5, err_msg=a.path)
+    assert float(metrics["loss"].result()) == pytest.approx(float(loss), rel=1e-5)
+    with pytest.raises(ValueError, match="batch_size 5 is not divisible by the 2 replicas"):
+        _task(tmp_path, mirrored, False, batch_size=5, **words)
+
+
 def test_fewshot_checks_its_inputs_before_touching_the_model_dir(tmp_path):
     with pytest.raises(ValueError, match="needs 30 classes"):
         training.Run(fewshot_config(tmp_path, n_way=30))
@@ -107,4 +133,10 @@ def test_fewshot_checks_its_inputs_before_touching_the_model_dir(tmp_path):
         training.Run(fewshot_config(tmp_path, model="resnet18"))
     with pytest.raises(ValueError, match="^task: unknown value 'few_shot' \\(did you mean 'fewshot'\\?\\)"):
         training.Run(fewshot_config(tmp_path, task="few_shot"))
+    with pytest.raises(ValueError, match="^fewshot_loss: unknown value 'cosine' \\(did you mean 'cosine_softmax'"):
+        training.Run(fewshot_config(tmp_path, fewshot_loss="cosine"))
+    with pytest.raises(ValueError, match="batch_size 5000 must be between 1 and the 960 training examples"):
+        training.Run(fewshot_config(tmp_path, fewshot_loss="cosine_softmax", batch_size=5000))
+    with pytest.raises(ValueError, match="margin must be in \\[0, 1\\)"):
+        training.Run(fewshot_config(tmp_path, margin=1.5))
     assert not (tmp_path / "run").exists()

@@ -52,6 +52,7 @@ def test_tutorial_flag_file_is_the_tutorial_recipe():
     kws = train.config_from_flags(["prog", f"--flagfile={REPO / 'flags' / 'kws_protores.cfg'}",
                                    "--model_options=widths=[8,12,16],kernel_size=5"])
     assert (kws.task, kws.model, kws.model_options) == ("fewshot", "protores", {"widths": [8, 12, 16], "kernel_size": 5})
+    assert (kws.fewshot_loss, kws.metric, kws.batch_size, kws.logit_scale) == ("cosine_softmax", "cosine", 60, 10.0)
 
 
 # finetune_folder runs in tests/test_readme.py instead, on a real image folder (its README command).

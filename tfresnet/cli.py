@@ -98,6 +98,12 @@ _HELP = {
     "episodes_per_epoch": "Few-shot: training steps per epoch.",
     "eval_episodes": "Few-shot: episodes over held-out keywords per evaluation.",
     "train_n_way": "Few-shot: classes per training episode (default: n_way); more than at test time helps.",
+    "fewshot_loss": "Few-shot: how the encoder learns: prototypical (N-way episodes) or cosine_softmax (batches of "
+                    "batch_size clips over all training words, with a margin).",
+    "logit_scale": "Few-shot: the temperature s of s * cosine (cosine_softmax and cosine episodes).",
+    "margin": "Few-shot: cosine_softmax's additive margin on the true word's cosine (CosFace).",
+    "metric": "Few-shot: compare queries with prototypes by euclidean distance or cosine similarity (what "
+              "tfresnet-kws scores with).",
     "time_shift": "Few-shot: shift training clips by up to this many seconds either way (0: off).",
     "noise_probability": "Few-shot: share of training clips mixed with _background_noise_ (0: off).",
     "noise_snr_db": "Few-shot: low,high signal-to-noise ratio of the noise mix, in dB.",

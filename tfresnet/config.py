@@ -16,6 +16,7 @@ from tfresnet.registry import unknown_name
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "auto", "one_device", "mirrored", "multi_worker", "tpu")
 MODES = ("train", "eval", "train_and_eval")
+FEWSHOT_LOSSES = ("prototypical", "cosine_softmax")
 
 
 def _choice(field: str, value: str, options: tuple[str, ...]) -> None:
@@ -132,6 +133,20 @@ class TrainConfig:
     # Classes of a training episode; None: n_way. More classes than at test time give a harder
     # task and better embeddings (Snell et al. 2017 train 20-way for 5-way tests).
     train_n_way: int | None = None
+    # How the encoder learns. "prototypical": the loss of N-way episodes (Snell et al. 2017).
+    # "cosine_softmax": batches of batch_size clips, each classified over ALL the training words by
+    # a cosine classifier with an additive margin (CosFace, Wang et al. 2018). Every step then
+    # contrasts each clip with every word, not with N-1 of them, and the margin keeps words apart:
+    # on the spoken keywords it transfers better to new words and voices (BENCHMARKS.md).
+    # Evaluation, keep_best and enrollment stay prototypes either way.
+    fewshot_loss: str = "prototypical"
+    logit_scale: float = 10.0  # cosine_softmax and cosine episodes: the temperature s of s * cosine
+    # cosine_softmax: CosFace's margin m, taken off the true word's cosine in training. 0.2 at s=16
+    # measured no better on the spoken keywords' test words than 0 at s=10 (BENCHMARKS.md).
+    margin: float = 0.0
+    # Episodes compare queries with prototypes by squared Euclidean distance (Snell et al.) or by
+    # cosine similarity, the score tfresnet.spotting enrolls and classifies with.
+    metric: str = "euclidean"
     # Training augmentation of the clips (tfresnet.audio.Augmentation): recorded keywords start at
     # any time and come with background noise, mixed from the dataset's _background_noise_.
     time_shift: float = 0.1  # seconds, either way; 0: none
@@ -158,6 +173,12 @@ class TrainConfig:
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("mode", self.mode, MODES)
         _choice("bad_images", self.bad_images, ("fail", "skip"))
+        _choice("fewshot_loss", self.fewshot_loss, FEWSHOT_LOSSES)
+        _choice("metric", self.metric, ("euclidean", "cosine"))
+        if not self.logit_scale > 0:
+            raise ValueError(f"logit_scale must be positive, got {self.logit_scale}")
+        if not 0 <= self.margin < 1:
+            raise ValueError(f"margin must be in [0, 1) (a cosine), got {self.margin}")
         for field in ("epochs", "batch_size", "eval_batch_size", "steps_per_loop", "keep_checkpoints", "n_way",
                       "k_shot", "n_query", "episodes_per_epoch", "eval_episodes", "device_prefetch"):
             if getattr(self, field) <= 0:

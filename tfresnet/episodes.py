@@ -104,6 +104,29 @@ def episodes(examples: np.ndarray, labels: np.ndarray, n_way: int, k_shot: int, 
         generate, output_signature=(tf.TensorSpec((), tf.int64), *pair) if with_index else pair)
 
 
+def labelled_batches(examples: np.ndarray, labels: np.ndarray, batch_size: int, seed: int = 0, start: int = 0,
+                     num_shards: int = 1, shard: int = 0) -> tf.data.Dataset:
+    """Endless batches ``(i, examples (batch_size, ...), labels (batch_size,))`` of distinct examples.
+
+    Batch ``i`` draws ``batch_size`` examples without replacement, a pure function of ``(seed, i)``
+    like an episode: a run resumed at step ``s`` starts at batch ``s * num_shards`` and generates
+    nothing before it. ``num_shards`` and ``shard`` as for ``episodes``; ``i`` seeds augmentation.
+    """
+    if not 0 < batch_size <= len(labels):
+        raise ValueError(f"batch_size {batch_size} must be between 1 and the {len(labels)} training examples")
+
+    def generate():
+        i = start + (shard - start) % num_shards
+        while True:
+            pick = np.random.default_rng([seed, i]).choice(len(labels), batch_size, replace=False)
+            yield i, examples[pick], labels[pick]
+            i += num_shards
+
+    return tf.data.Dataset.from_generator(generate, output_signature=(
+        tf.TensorSpec((), tf.int64), tf.TensorSpec((batch_size, *examples.shape[1:]), tf.float32),
+        tf.TensorSpec((batch_size,), tf.int32)))
+
+
 def evaluate_episodes(net, episodes: tf.data.Dataset) -> float:
     """Mean query accuracy of a ``PrototypicalNetwork`` (inference mode) over ``episodes``."""
     step = tf.function(lambda s, q: net(s, q, training=False)[1])
@@ -117,21 +140,29 @@ def accuracy_interval(accuracies) -> tuple[float, float]:
 
 
 def episode_accuracies(embeddings: np.ndarray, labels: np.ndarray, n_way: int, k_shot: int, n_query: int,
-                       num_episodes: int, speakers: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+                       num_episodes: int, speakers: np.ndarray | None = None, seed: int = 0,
+                       metric: str = "euclidean") -> np.ndarray:
     """Query accuracy of each of ``num_episodes`` episodes, classified by the nearest prototype.
 
-    The same episodes and the same rule (squared Euclidean distance to the mean support embedding)
-    as ``PrototypicalNetwork`` in inference mode, over embeddings computed once per clip: a
-    thousand episodes cost no more than embedding the split. Raw features, flattened, give the
-    non-learned baseline.
+    The same episodes and the same rule as ``PrototypicalNetwork`` in inference mode (``metric``:
+    squared Euclidean distance to the mean support embedding, or cosine similarity of unit
+    embeddings to it), over embeddings computed once per clip: a thousand episodes cost no more
+    than embedding the split. Raw features, flattened, give the non-learned baseline.
     """
     flat = np.asarray(embeddings, np.float64).reshape(len(embeddings), -1)
+    if metric == "cosine":
+        flat = flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
+    elif metric != "euclidean":
+        raise ValueError(f"metric must be euclidean or cosine, got {metric!r}")
     sample = EpisodeSampler(labels, n_way, k_shot, n_query, speakers, seed)
     accuracies = np.empty(num_episodes)
     for i in range(num_episodes):
         support, query = sample(i)
         prototypes = flat[support].mean(axis=1)  # (N, D)
         queries = flat[query.ravel()]  # (N * Q, D), class i in rows i*Q ...
-        distances = (queries**2).sum(1)[:, None] - 2 * queries @ prototypes.T + (prototypes**2).sum(1)[None, :]
+        if metric == "cosine":  # the largest cosine: the smallest angle to the prototype's direction
+            distances = -queries @ (prototypes / np.linalg.norm(prototypes, axis=1, keepdims=True)).T
+        else:
+            distances = (queries**2).sum(1)[:, None] - 2 * queries @ prototypes.T + (prototypes**2).sum(1)[None, :]
         accuracies[i] = np.mean(distances.argmin(1) == np.repeat(np.arange(n_way), n_query))
     return accuracies

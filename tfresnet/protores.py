@@ -7,7 +7,10 @@ only, so each mel bin keeps its own filters' view and the receptive field grows 
 
 ``PrototypicalNetwork`` (Snell et al. 2017) embeds an N-way K-shot episode, averages the K support
 embeddings of each class into a prototype, and classifies queries by a softmax over negative
-squared Euclidean distances to the prototypes. ``tfresnet.tasks.FewShotTask`` trains it.
+squared Euclidean distances to the prototypes (or, with ``metric="cosine"``, over their cosine
+similarities). With ``classes`` it also holds a cosine classifier over the training words
+(``word_loss``: CosFace, Wang et al. 2018), the other way ``tfresnet.tasks.FewShotTask`` trains
+the encoder; prototypes still classify new words.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfresnet.layers import BN_MOMENTUM, BatchNorm, serializable
@@ -74,12 +78,24 @@ class ProtoResEncoder(keras.Model):
         stem_filters: Channels of the first (3, 1) convolution; defaults to ``widths[0]``.
         bins_as_channels: Convolve over time with the mel bins as channels.
         pooling: ``flatten`` (average pooling (2, 1), then flatten) or ``average`` (over time and bins).
+        center_bins: Subtract each mel bin's mean over the clip's frames first (cepstral mean
+            normalisation): a voice's or a microphone's fixed spectral colouring is a constant per
+            bin over time, and it goes, while the word's changes over time stay.
+        cepstra: Keep only the first ``cepstra`` coefficients of the DCT over the mel bins of each
+            frame (MFCCs) and read them instead of the bins. The low coefficients are the spectral
+            envelope, which says what is spoken; the higher ones hold the ripple of the voice's
+            harmonics, which says how high it is pitched. None: the mel bins as they are.
+        frequency_filters: A 3x3 Conv-BN-ReLU over (time, mel bins) with this many filters first
+            (0: none). Its filters slide along the mel axis, so a formant pattern is recognised
+            wherever a voice puts it; with ``bins_as_channels`` the bins times these filters then
+            become the channels of the convolutions over time.
         **kwargs: ``keras.Model`` arguments.
     """
 
     def __init__(self, widths: Sequence[int] = (24, 32, 48), dilations: Sequence[int] = (1, 2, 4),
                  kernel_size: int = 9, stem_filters: int | None = None, bins_as_channels: bool = False,
-                 pooling: str = "flatten", **kwargs):
+                 pooling: str = "flatten", center_bins: bool = False, cepstra: int | None = None,
+                 frequency_filters: int = 0, **kwargs):
         super().__init__(**kwargs)
         if len(widths) != len(dilations):
             raise ValueError(f"widths {tuple(widths)} and dilations {tuple(dilations)} differ in length")
@@ -87,7 +103,14 @@ class ProtoResEncoder(keras.Model):
             raise ValueError(f"pooling must be 'flatten' or 'average', got {pooling!r}")
         self.widths, self.dilations = tuple(widths), tuple(dilations)
         self.kernel_size, self.stem_filters = kernel_size, stem_filters
-        self.bins_as_channels, self.pooling = bins_as_channels, pooling
+        self.bins_as_channels, self.pooling, self.center_bins = bins_as_channels, pooling, center_bins
+        self.cepstra, self.frequency_filters = cepstra, frequency_filters
+        if frequency_filters:
+            self.frequency_conv = keras.layers.Conv2D(frequency_filters, 3, padding="same", use_bias=False,
+                                                      name="frequency_conv")
+            self.frequency_bn = BatchNorm(momentum=BN_MOMENTUM, name="frequency_bn")
+        if cepstra is not None and cepstra <= 0:
+            raise ValueError(f"cepstra must be a positive number of coefficients, got {cepstra}")
         self.stem = keras.layers.Conv2D(stem_filters or widths[0], (3, 1), padding="same", name="stem_conv")
         self.blocks = [DilatedResidualBlock(w, kernel_size, d, name=f"block{i + 1}")
                        for i, (w, d) in enumerate(zip(self.widths, self.dilations))]
@@ -101,6 +124,14 @@ class ProtoResEncoder(keras.Model):
     def call(self, x, training=False):
         if len(x.shape) != 4:
             raise ValueError(f"{self.name} expects spectrograms shaped (batch, time, features, 1), got {tuple(x.shape)}")
+        if self.center_bins:
+            x = x - tf.reduce_mean(x, axis=1, keepdims=True)
+        if self.cepstra:
+            if self.cepstra > x.shape[2]:
+                raise ValueError(f"{self.name}: cepstra={self.cepstra} is more than the {x.shape[2]} mel bins")
+            x = tf.einsum("btfc,fk->btkc", x, tf.constant(dct_matrix(x.shape[2], self.cepstra), x.dtype))
+        if self.frequency_filters:
+            x = tf.nn.relu(self.frequency_bn(self.frequency_conv(x), training=training))
         if self.bins_as_channels:
             x = tf.reshape(x, [-1, x.shape[1], 1, x.shape[2] * x.shape[3]])
         x = self.stem(x)
@@ -113,12 +144,25 @@ class ProtoResEncoder(keras.Model):
     def get_config(self):
         return {**super().get_config(), "widths": list(self.widths), "dilations": list(self.dilations),
                 "kernel_size": self.kernel_size, "stem_filters": self.stem_filters,
-                "bins_as_channels": self.bins_as_channels, "pooling": self.pooling}
+                "bins_as_channels": self.bins_as_channels, "pooling": self.pooling, "center_bins": self.center_bins,
+                "cepstra": self.cepstra, "frequency_filters": self.frequency_filters}
+
+
+def dct_matrix(bins: int, coefficients: int) -> np.ndarray:
+    """``(bins, coefficients)``: the first columns of the orthonormal DCT-II over ``bins`` values
+    (``x @ dct_matrix`` is ``scipy.fft.dct(x, norm="ortho")[..., :coefficients]``)."""
+    n = np.arange(bins)
+    basis = np.sqrt(2 / bins) * np.cos(np.pi * (n[:, None] + 0.5) * np.arange(coefficients)[None, :] / bins)
+    basis[:, 0] /= np.sqrt(2)
+    return basis.astype(np.float32)
+
+
+METRICS = ("euclidean", "cosine")
 
 
 @serializable
 class PrototypicalNetwork(keras.Model):
-    """Prototypical network around an encoder.
+    """Prototypical network around an encoder, optionally with a cosine classifier over known words.
 
     ``call(support, query)`` takes an episode, ``support`` shaped ``(N, K, *example)`` and
     ``query`` shaped ``(N, Q, *example)`` (class ``i`` in row ``i``), and returns ``(loss,
@@ -126,32 +170,60 @@ class PrototypicalNetwork(keras.Model):
 
     Args:
         encoder: Maps a batch of examples to a batch of embedding vectors.
-        distance_scale: Multiplies the squared distances before the softmax; None uses
-            1 / embedding size. Raw distances grow with the embedding size (thousands here) and
-            saturate the softmax from the first episode; the scale is a temperature.
+        distance_scale: Multiplies the squared distances (``euclidean``) before the softmax; None
+            uses 1 / embedding size. Raw distances grow with the embedding size (thousands here)
+            and saturate the softmax from the first episode; the scale is a temperature.
+        metric: ``euclidean``: squared distances of the embeddings to the prototypes (Snell et
+            al. 2017); ``cosine``: cosine similarity of the unit-length embeddings to the
+            prototypes (means of unit embeddings), times ``logit_scale``: how
+            ``tfresnet.spotting`` scores a clip against an enrolled keyword.
+        classes: Training words of the cosine classifier (``word_loss``); None: none.
+        logit_scale: The classifier's (and the cosine episodes') temperature ``s``.
+        margin: CosFace's additive margin ``m``: the true word's cosine counts ``m`` less in
+            training, so words must be that much apart, which leaves room for new ones.
         **kwargs: ``keras.Model`` arguments.
     """
 
-    def __init__(self, encoder: keras.Model, distance_scale: float | None = None, **kwargs):
+    def __init__(self, encoder: keras.Model, distance_scale: float | None = None, metric: str = "euclidean",
+                 classes: int | None = None, logit_scale: float = 16.0, margin: float = 0.0, **kwargs):
         super().__init__(**kwargs)
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
         self.encoder = encoder
-        self.distance_scale = distance_scale
+        self.distance_scale, self.metric = distance_scale, metric
+        self.classes, self.logit_scale, self.margin = classes, logit_scale, margin
+        self.word_head = keras.layers.Dense(classes, use_bias=False, name="word_head") if classes else None
+
+    def build_word_head(self, example_shape: Sequence[int]) -> None:
+        """Creates the word classifier's weights (if any) for examples shaped ``example_shape``,
+        e.g. before an optimizer or a checkpoint needs them."""
+        if self.word_head is not None and not self.word_head.built:
+            embedding = self.encoder.compute_output_spec(keras.KerasTensor((1, *example_shape)))
+            self.word_head.build((None, embedding.shape[-1]))
+
+    def embed(self, x, training=False):
+        """Float32 embeddings of a batch (unit length with ``metric="cosine"``)."""
+        embedded = tf.cast(self.encoder(x, training=training), tf.float32)
+        return tf.math.l2_normalize(embedded, -1) if self.metric == "cosine" else embedded
 
     def logits(self, support, query, training=False):
-        """``(N * Q, N)`` negative (scaled) squared distances of each query to each class prototype."""
+        """``(N * Q, N)`` logits of each query for each class prototype (the mean support embedding):
+        negative scaled squared distances, or with ``metric="cosine"`` ``logit_scale`` times the
+        cosine similarity (``tfresnet.spotting``'s score)."""
         n_way, k_shot = tf.shape(support)[0], tf.shape(support)[1]
         example = tf.shape(support)[2:]
         flat = tf.concat([tf.reshape(support, tf.concat([[-1], example], 0)),
                           tf.reshape(query, tf.concat([[-1], example], 0))], 0)
-        embedded = tf.cast(self.encoder(flat, training=training), tf.float32)
+        embedded = self.embed(flat, training=training)
         dim = tf.shape(embedded)[-1]
         prototypes = tf.reduce_mean(tf.reshape(embedded[: n_way * k_shot], [n_way, k_shot, dim]), axis=1)
         queries = embedded[n_way * k_shot:]
+        if self.metric == "cosine":
+            return self.logit_scale * tf.matmul(queries, tf.math.l2_normalize(prototypes, -1), transpose_b=True)
         # |q - p|^2 = |q|^2 - 2 q.p + |p|^2, one matmul instead of an (NQ, N, D) tensor.
         distances = (tf.reduce_sum(queries**2, -1, keepdims=True) - 2 * tf.matmul(queries, prototypes, transpose_b=True)
                      + tf.reduce_sum(prototypes**2, -1)[None, :])
-        scale = self.distance_scale or 1.0 / tf.cast(dim, tf.float32)
-        return -scale * distances
+        return -(self.distance_scale or 1.0 / tf.cast(dim, tf.float32)) * distances
 
     def call(self, support, query, training=False):
         logits = self.logits(support, query, training=training)
@@ -160,9 +232,24 @@ class PrototypicalNetwork(keras.Model):
         accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32))
         return loss, accuracy
 
+    def word_loss(self, x, labels, training=False):
+        """Per-example cosine-softmax losses over the ``classes`` training words, and 1.0 where the
+        nearest word (largest cosine) is right: ``s * (cos - m [true word])`` into cross-entropy."""
+        if self.word_head is None:
+            raise ValueError(f"{self.name} has no word classifier: create it with classes=<training words>")
+        embedded = tf.math.l2_normalize(tf.cast(self.encoder(x, training=training), tf.float32), -1)
+        if not self.word_head.built:
+            self.word_head.build((None, embedded.shape[-1]))
+        cosines = tf.matmul(embedded, tf.math.l2_normalize(tf.cast(self.word_head.kernel, tf.float32), 0))
+        labels = tf.cast(labels, tf.int32)
+        logits = self.logit_scale * (cosines - self.margin * tf.one_hot(labels, self.classes))
+        loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+        return loss, tf.cast(tf.equal(tf.argmax(cosines, -1, output_type=tf.int32), labels), tf.float32)
+
     def get_config(self):
         return {**super().get_config(), "encoder": keras.saving.serialize_keras_object(self.encoder),
-                "distance_scale": self.distance_scale}
+                "distance_scale": self.distance_scale, "metric": self.metric, "classes": self.classes,
+                "logit_scale": self.logit_scale, "margin": self.margin}
 
     @classmethod
     def from_config(cls, config):

@@ -284,7 +284,9 @@ class FewShotTask(Task):
     Trains a ``PrototypicalNetwork`` around the registered encoder (``protores``) on episodes of
     the training keywords spoken by the training speakers (``tfresnet.audio.keyword_split``),
     with time shifts and background noise (``audio.Augmentation``); episode ``i`` and its
-    augmentation are pure functions of ``(seed + 2, i)``. While training it evaluates on
+    augmentation are pure functions of ``(seed + 2, i)``. With ``fewshot_loss=cosine_softmax`` it
+    trains on batches of those clips instead, classified over all the training words
+    (``PrototypicalNetwork.word_loss``), seeded the same way. While training it evaluates on
     ``eval_episodes`` fixed episodes of the validation keywords, spoken by held-out speakers;
     ``tfresnet-eval`` reports the test keywords. The exported model is the encoder:
     spectrograms to embeddings.
@@ -304,11 +306,16 @@ class FewShotTask(Task):
         if cfg.eval_episodes % rt.replicas:
             raise ValueError(f"eval_episodes {cfg.eval_episodes} is not divisible by the {rt.replicas} replicas")
         self.train_clips: audio.SpokenKeywords | None = None
+        self.word_labels: np.ndarray | None = None
         self.eval_clips: audio.SpokenKeywords | None = None
         self.noise: np.ndarray | None = None
         self.augmentation = audio.Augmentation(cfg.time_shift, cfg.noise_probability, tuple(cfg.noise_snr_db),
                                                cfg.spec_augment, cfg.speed, cfg.formant)
         self.num_mel_bins = 20 if cfg.dataset == "synthetic" else 40  # the synthetic chirps need fewer
+        self.words = cfg.fewshot_loss == "cosine_softmax"  # trains on batches of words, not episodes
+        self.num_words: int | None = None  # training words (the cosine classifier's classes)
+        if self.words and cfg.batch_size % rt.replicas:
+            raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {rt.replicas} replicas")
 
     def eval_split(self, training: bool) -> str:
         # The validation keywords pick the checkpoint; the test keywords are only reported.
@@ -317,15 +324,24 @@ class FewShotTask(Task):
     def load_data(self, training: bool) -> None:
         cfg = self.cfg
         clips = audio.keyword_clips(cfg.dataset, cfg.data_dir, cfg.seed)
+        train_clips = audio.split_of(clips, cfg.dataset, "train")
+        # Training words as 0..W-1 (the word classifier's classes; also known to evaluation, whose
+        # model must hold the same variables as the checkpoint).
+        words, word_labels = np.unique(train_clips.labels, return_inverse=True)
+        self.num_words = len(words) if self.words else None
         if training:
-            self.train_clips = audio.split_of(clips, cfg.dataset, "train")
+            self.train_clips = train_clips
+            self.word_labels = word_labels.astype(np.int32)
         if not training or cfg.mode != "train":
             self.eval_clips = audio.split_of(clips, cfg.dataset, self.eval_split(training))
         self.noise = np.concatenate(clips.noise) if clips.noise else None
         self.input_shape = (audio.num_frames(clips.waveforms.shape[1]), self.num_mel_bins, 1)
         self.steps_per_epoch = cfg.episodes_per_epoch
         # Fail now, not inside the input pipeline, if a split cannot make such episodes.
-        if self.train_clips is not None:
+        if self.train_clips is not None and self.words:
+            episodes.labelled_batches(self.train_clips.waveforms, self.word_labels,
+                                      cfg.batch_size // self.runtime.replicas)
+        elif self.train_clips is not None:
             self._sampler(self.train_clips, self.cfg.train_n_way or self.cfg.n_way)(0)
         if self.eval_clips is not None:
             self._sampler(self.eval_clips, self.cfg.n_way)(0)
@@ -357,9 +373,25 @@ class FewShotTask(Task):
 
         return ds.map(featurize, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
+    def word_batches(self, seed: int, start: int, ctx: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+        """Augmented training clips as features with their word (0..W-1), ``batch_size`` a step."""
+        shards, shard = (ctx.num_input_pipelines, ctx.input_pipeline_id) if ctx else (1, 0)
+        ds = episodes.labelled_batches(self.train_clips.waveforms, self.word_labels,
+                                       self.cfg.batch_size // self.runtime.replicas, seed, start, shards, shard)
+        noise = tf.constant(self.noise) if self.noise is not None else None
+
+        def featurize(index, waveforms, labels):
+            seeds = tf.stack([tf.cast(seed, tf.int64), index])
+            return audio.augmented_features(waveforms, self.augmentation, noise, seeds, self.num_mel_bins), labels
+
+        return ds.map(featurize, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
     def train_iterator(self, start_step: int) -> Iterator:
-        # Step s trains on episodes s*R ... s*R + R-1 (R replicas): resuming generates nothing before them.
+        # Step s trains on episodes (or batches) s*R ... s*R + R-1 (R replicas): resuming generates
+        # nothing before them.
         start = start_step * self.runtime.replicas
+        if self.words:
+            return iter(self.runtime.distribute(lambda ctx: self.word_batches(self.cfg.seed + 2, start, ctx)))
         return iter(self.runtime.distribute(
             lambda ctx: self.episodes(self.train_clips, self.cfg.seed + 2, True, start, ctx=ctx)))
 
@@ -369,20 +401,31 @@ class FewShotTask(Task):
                                       ctx=ctx))
 
     def build_model(self, pretrained: bool = True) -> keras.Model:
-        encoder = models.create_model(self.model_name, input_shape=self.input_shape, **self.cfg.model_options)
-        return PrototypicalNetwork(encoder, name=f"{self.model_name}_prototypical")
+        cfg = self.cfg
+        encoder = models.create_model(self.model_name, input_shape=self.input_shape, **cfg.model_options)
+        net = PrototypicalNetwork(encoder, metric=cfg.metric, classes=self.num_words, logit_scale=cfg.logit_scale,
+                                  margin=cfg.margin, name=f"{self.model_name}_prototypical")
+        net.build_word_head(self.input_shape)
+        return net
 
     def build_metrics(self, training: bool) -> dict[str, keras.metrics.Metric]:
         prefix = "train" if training else "test"
         return {"loss": keras.metrics.Mean(name=f"{prefix}_loss"),
                 "accuracy": keras.metrics.Mean(name=f"{prefix}_accuracy")}
 
+    def run_record(self) -> dict[str, Any]:
+        # A word classifier's variables are in the checkpoints: its classes are part of the model.
+        return {**super().run_record(), **({"word_classes": self.num_words} if self.words else {})}
+
     @property
     def global_batch_size(self) -> int:
-        return self.runtime.replicas  # episodes per step
+        return self.cfg.batch_size if self.words else self.runtime.replicas  # clips, or episodes, per step
 
     def forward(self, model: keras.Model) -> steps.Forward:
         def forward(batch, training):
+            if training and self.words:  # per-clip losses and hits over the training words
+                features, labels = batch
+                return model.word_loss(features, labels, training=True)
             support, query = batch
             loss, accuracy = model(support, query, training=training)
             return loss[None], accuracy  # one episode: a batch of one loss
@@ -390,8 +433,8 @@ class FewShotTask(Task):
         return forward
 
     def metrics_update(self, metrics: Metrics) -> steps.UpdateMetrics:
-        def update(batch, per_episode, accuracy):
-            metrics["loss"].update_state(per_episode)
+        def update(batch, per_example, accuracy):  # per episode, or per clip (cosine_softmax)
+            metrics["loss"].update_state(per_example)
             metrics["accuracy"].update_state(accuracy)
 
         return update

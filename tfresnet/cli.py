@@ -99,7 +99,7 @@ _HELP = {
     "eval_episodes": "Few-shot: episodes over held-out keywords per evaluation.",
     "train_n_way": "Few-shot: classes per training episode (default: n_way); more than at test time helps.",
     "fewshot_loss": "Few-shot: how the encoder learns: prototypical (N-way episodes) or cosine_softmax (batches of "
-                    "batch_size clips over all training words, with a margin).",
+                    "batch_size clips over all training words, optionally with a margin).",
     "logit_scale": "Few-shot: the temperature s of s * cosine (cosine_softmax and cosine episodes).",
     "margin": "Few-shot: cosine_softmax's additive margin on the true word's cosine (CosFace).",
     "metric": "Few-shot: compare queries with prototypes by euclidean distance or cosine similarity (what "

@@ -17,6 +17,8 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "auto", "one_device", "mirrored", "multi_worker", "tpu")
 MODES = ("train", "eval", "train_and_eval")
 FEWSHOT_LOSSES = ("prototypical", "cosine_softmax")
+# How few-shot queries are compared with prototypes (protores.PrototypicalNetwork, episodes).
+METRICS = ("euclidean", "cosine")
 
 
 def _choice(field: str, value: str, options: tuple[str, ...]) -> None:
@@ -135,9 +137,9 @@ class TrainConfig:
     train_n_way: int | None = None
     # How the encoder learns. "prototypical": the loss of N-way episodes (Snell et al. 2017).
     # "cosine_softmax": batches of batch_size clips, each classified over ALL the training words by
-    # a cosine classifier with an additive margin (CosFace, Wang et al. 2018). Every step then
-    # contrasts each clip with every word, not with N-1 of them, and the margin keeps words apart:
-    # on the spoken keywords it transfers better to new words and voices (BENCHMARKS.md).
+    # a cosine classifier, optionally with an additive margin (CosFace, Wang et al. 2018). Every
+    # step then contrasts each clip with every word, not with N-1 of them: on the spoken keywords
+    # it transfers better to new words (BENCHMARKS.md).
     # Evaluation, keep_best and enrollment stay prototypes either way.
     fewshot_loss: str = "prototypical"
     logit_scale: float = 10.0  # cosine_softmax and cosine episodes: the temperature s of s * cosine
@@ -174,7 +176,7 @@ class TrainConfig:
         _choice("mode", self.mode, MODES)
         _choice("bad_images", self.bad_images, ("fail", "skip"))
         _choice("fewshot_loss", self.fewshot_loss, FEWSHOT_LOSSES)
-        _choice("metric", self.metric, ("euclidean", "cosine"))
+        _choice("metric", self.metric, METRICS)
         if not self.logit_scale > 0:
             raise ValueError(f"logit_scale must be positive, got {self.logit_scale}")
         if not 0 <= self.margin < 1:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfresnet.config import METRICS
+
 
 class EpisodeSampler:
     """Draws episode ``i`` of a seeded stream: indices ``(support (N, K), query (N, Q))``.
@@ -150,10 +152,10 @@ def episode_accuracies(embeddings: np.ndarray, labels: np.ndarray, n_way: int, k
     than embedding the split. Raw features, flattened, give the non-learned baseline.
     """
     flat = np.asarray(embeddings, np.float64).reshape(len(embeddings), -1)
+    if metric not in METRICS:
+        raise ValueError(f"metric must be {' or '.join(METRICS)}, got {metric!r}")
     if metric == "cosine":
         flat = flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
-    elif metric != "euclidean":
-        raise ValueError(f"metric must be euclidean or cosine, got {metric!r}")
     sample = EpisodeSampler(labels, n_way, k_shot, n_query, speakers, seed)
     accuracies = np.empty(num_episodes)
     for i in range(num_episodes):

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfresnet.config import METRICS
 from tfresnet.layers import BN_MOMENTUM, BatchNorm, serializable
 from tfresnet.registry import register_model
 
@@ -157,8 +158,6 @@ def dct_matrix(bins: int, coefficients: int) -> np.ndarray:
     return basis.astype(np.float32)
 
 
-METRICS = ("euclidean", "cosine")
-
 
 @serializable
 class PrototypicalNetwork(keras.Model):
@@ -237,9 +236,9 @@ class PrototypicalNetwork(keras.Model):
         nearest word (largest cosine) is right: ``s * (cos - m [true word])`` into cross-entropy."""
         if self.word_head is None:
             raise ValueError(f"{self.name} has no word classifier: create it with classes=<training words>")
-        embedded = tf.math.l2_normalize(tf.cast(self.encoder(x, training=training), tf.float32), -1)
         if not self.word_head.built:
-            self.word_head.build((None, embedded.shape[-1]))
+            raise ValueError(f"{self.name}'s word classifier has no weights yet: call build_word_head(example_shape)")
+        embedded = tf.math.l2_normalize(tf.cast(self.encoder(x, training=training), tf.float32), -1)
         cosines = tf.matmul(embedded, tf.math.l2_normalize(tf.cast(self.word_head.kernel, tf.float32), 0))
         labels = tf.cast(labels, tf.int32)
         logits = self.logit_scale * (cosines - self.margin * tf.one_hot(labels, self.classes))

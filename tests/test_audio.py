@@ -81,6 +81,66 @@ def test_augmentation_is_seeded_and_does_what_it_says():
     assert 0.8 <= warped[50] / 50 <= 1.2 and np.all(np.diff(warped) >= 0)
 
 
+def _tones(spans, freqs, amplitudes, samples=A.SAMPLE_RATE):
+    """One clip per (span in seconds, frequency, amplitude): a tone there, silence elsewhere."""
+    t = np.arange(samples) / A.SAMPLE_RATE
+    waves = np.zeros((len(spans), samples), np.float32)
+    for row, ((start, end), freq, amplitude) in enumerate(zip(spans, freqs, amplitudes)):
+        on = (t >= start) & (t < end)
+        waves[row, on] = amplitude * np.sin(2 * np.pi * freq * t[on])
+    return waves
+
+
+def _frequency(piece):
+    """The dominant frequency (Hz) of a stretch of samples."""
+    return np.fft.rfftfreq(len(piece), 1 / A.SAMPLE_RATE)[np.abs(np.fft.rfft(piece)).argmax()]
+
+
+def test_speech_spans_find_the_word():
+    waves = _tones([(0.2, 0.6), (0.05, 0.93)], [500, 2000], [0.5, 0.01])
+    waves[0] += 1e-4 * np.random.default_rng(0).standard_normal(A.SAMPLE_RATE).astype(np.float32)  # -70 dB floor
+    spans = A.speech_spans(waves) / A.SAMPLE_RATE
+    np.testing.assert_allclose(spans, [[0.2, 0.6], [0.05, 0.93]], atol=0.0101)  # to the 10 ms frame
+
+
+def test_word_splicer_joins_the_start_of_one_word_to_the_end_of_another_by_the_same_speaker():
+    # Three words (500, 1500, 3000 Hz tones of different lengths), each said by two speakers who
+    # differ in loudness: a pseudo-word must take both of its parts from one speaker.
+    spans = [(0.2, 0.6), (0.3, 0.5), (0.1, 0.8)] * 2
+    freqs, amplitudes = [500, 1500, 3000] * 2, [0.5] * 3 + [0.1] * 3
+    waves, labels = _tones(spans, freqs, amplitudes), np.array([0, 1, 2] * 2, np.int32)
+    speakers = np.array(["loud"] * 3 + ["quiet"] * 3)
+    splicer = A.WordSplicer(waves, labels, speakers, probability=0.99, cut=0.25)
+    assert splicer.num_classes == 9
+    spliced, classes = splicer(np.arange(6), np.random.default_rng(1))
+    assert spliced.shape == waves.shape and spliced.dtype == np.float32 and classes.dtype == np.int32
+    first, second = classes // 3, classes % 3
+    np.testing.assert_array_equal(first, labels)  # each clip keeps its own word's start
+    assert np.all(first != second)  # and ends with another word (probability 0.99: all six here)
+    for row in range(6):
+        loud = np.flatnonzero(np.abs(spliced[row]) > 1e-3)
+        speech = spliced[row, loud[0]:loud[-1] + 1]
+        assert _frequency(speech[:800]) == pytest.approx(freqs[first[row]], abs=25)
+        assert _frequency(speech[-800:]) == pytest.approx(freqs[second[row]], abs=25)
+        assert np.abs(speech).max() == pytest.approx(amplitudes[row], rel=0.02)  # the same speaker's parts
+    # Cut at the middle of each word: half of each word's speech, joined without a gap or a doubled stretch.
+    joined = splicer.splice(0, 2, np.array([0.5, 0.5]), np.random.default_rng(2))
+    speech = np.flatnonzero(np.abs(joined) > 1e-3)
+    assert (speech[-1] - speech[0]) / A.SAMPLE_RATE == pytest.approx(0.2 + 0.35, abs=0.003)
+    # Seeded by the generator; probability 0 keeps every clip and gives it class w * words + w.
+    again, _ = splicer(np.arange(6), np.random.default_rng(1))
+    np.testing.assert_array_equal(again, spliced)
+    kept, classes = A.WordSplicer(waves, labels, speakers, 0.0)(np.array([4, 0]), np.random.default_rng(0))
+    np.testing.assert_array_equal(kept, waves[[4, 0]])
+    np.testing.assert_array_equal(classes, [4, 0])
+    for bad, message in (({"probability": 1.0}, "probability must be in"), ({"probability": 0.5, "cut": 0.5},
+                                                                            "cut must be in")):
+        with pytest.raises(ValueError, match=message):
+            A.WordSplicer(waves, labels, speakers, **bad)
+    with pytest.raises(ValueError, match="at least two words"):
+        A.WordSplicer(waves[:1], labels[:1], speakers[:1], 0.5)
+
+
 def test_features_are_log_mel_standardised_per_clip():
     waves, _ = A.synthetic_keywords(2, 1, seconds=1.0)
     feats = A.features(tf.constant(waves)).numpy()

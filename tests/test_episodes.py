@@ -107,3 +107,11 @@ def test_labelled_batches_are_seeded_by_index_distinct_and_sharded():
     assert not np.array_equal(stream[0][1], take(E.labelled_batches(examples, labels.astype(np.int32), 8, 4), 1)[0][1])
     with pytest.raises(ValueError, match="batch_size 41 must be between 1 and the 40 training examples"):
         E.labelled_batches(examples, labels, 41)
+    # compose makes the batch from the drawn indices, with the batch's own generator: still a pure
+    # function of (seed, i), so a resumed stream matches.
+    compose = lambda pick, rng: (examples[pick] + rng.integers(100, 200), labels[pick] + 10)  # noqa: E731
+    composed = take(E.labelled_batches(examples, labels.astype(np.int32), 8, seed=3, compose=compose), 4)
+    for (_, x, y), (_, plain, plain_labels) in zip(composed, stream):
+        assert np.all(x - plain >= 100) and len(np.unique(x - plain)) == 1 and np.array_equal(y, plain_labels + 10)
+    resumed = take(E.labelled_batches(examples, labels.astype(np.int32), 8, seed=3, start=3, compose=compose), 1)
+    np.testing.assert_array_equal(resumed[0][1], composed[3][1])

@@ -105,7 +105,7 @@ def test_cosine_softmax_trains_on_word_batches_two_replicas_averaging_like_one_d
     split over the replicas and the update is the one-device gradient of its mean loss."""
     words = dict(fewshot_loss="cosine_softmax", margin=0.2, logit_scale=16.0)
     task, model, loop, metrics = _task(tmp_path, mirrored, False, batch_size=8, **words)
-    assert task.global_batch_size == 8 and task.num_words == 48 and model.word_head.kernel.shape[-1] == 48
+    assert task.global_batch_size == 8 and task.word_classes == 48 and model.word_head.kernel.shape[-1] == 48
     assert task.run_record()["word_classes"] == 48
     losses = loop(task.train_iterator(0), tf.constant(1)).numpy()
     # The reference: batches 0 and 1 of 4 clips (one per replica), the mean of the 8 losses, one SGD step.
@@ -126,6 +126,25 @@ def test_cosine_softmax_trains_on_word_batches_two_replicas_averaging_like_one_d
         _task(tmp_path, mirrored, False, batch_size=5, **words)
 
 
+def test_splice_words_trains_over_pseudo_words_of_every_pair_of_training_words(tmp_path):
+    """splice_words: the classifier has a class per (start word, end word), batches carry them, and
+    batch i is still a pure function of the seed and i (exact resume)."""
+    words = dict(fewshot_loss="cosine_softmax", batch_size=16, splice_words=0.5)
+    task, model, loop, _ = _task(tmp_path, tf.distribute.get_strategy(), False, **words)
+    assert task.word_classes == 48 * 48 and model.word_head.kernel.shape[-1] == 48 * 48
+    assert task.run_record()["word_classes"] == 48 * 48
+    batches = [next(task.train_iterator(step)) for step in range(3)]
+    classes = np.concatenate([y.numpy() for _, y in batches])
+    spliced = classes // 48 != classes % 48
+    assert 0.3 < spliced.mean() < 0.7 and classes.max() < 48 * 48
+    stream = task.train_iterator(0)
+    for features, labels in batches:
+        again = next(stream)
+        np.testing.assert_array_equal(again[0], features)
+        np.testing.assert_array_equal(again[1], labels)
+    assert np.isfinite(loop(task.train_iterator(0), tf.constant(2)).numpy()).all()
+
+
 def test_fewshot_checks_its_inputs_before_touching_the_model_dir(tmp_path):
     with pytest.raises(ValueError, match="needs 30 classes"):
         training.Run(fewshot_config(tmp_path, n_way=30))
@@ -139,4 +158,12 @@ def test_fewshot_checks_its_inputs_before_touching_the_model_dir(tmp_path):
         training.Run(fewshot_config(tmp_path, fewshot_loss="cosine_softmax", batch_size=5000))
     with pytest.raises(ValueError, match="margin must be in \\[0, 1\\)"):
         training.Run(fewshot_config(tmp_path, margin=1.5))
+    with pytest.raises(ValueError, match="splice_words must be in \\[0, 1\\)"):
+        training.Run(fewshot_config(tmp_path, fewshot_loss="cosine_softmax", splice_words=1.0))
+    with pytest.raises(ValueError, match="splice_cut must be in \\[0, 0.5\\)"):
+        training.Run(fewshot_config(tmp_path, fewshot_loss="cosine_softmax", splice_words=0.5, splice_cut=0.6))
+    with pytest.raises(ValueError, match="splice_cut 0.2 has nothing to cut: set splice_words too"):
+        training.Run(fewshot_config(tmp_path, fewshot_loss="cosine_softmax", splice_cut=0.2))
+    with pytest.raises(ValueError, match="splice_words .* needs fewshot_loss=cosine_softmax \\(got prototypical\\)"):
+        training.Run(fewshot_config(tmp_path, splice_words=0.5))
     assert not (tmp_path / "run").exists()

@@ -53,6 +53,7 @@ def test_tutorial_flag_file_is_the_tutorial_recipe():
                                    "--model_options=widths=[8,12,16],kernel_size=5"])
     assert (kws.task, kws.model, kws.model_options) == ("fewshot", "protores", {"widths": [8, 12, 16], "kernel_size": 5})
     assert (kws.fewshot_loss, kws.metric, kws.batch_size, kws.logit_scale) == ("cosine_softmax", "cosine", 60, 10.0)
+    assert (kws.splice_words, kws.splice_cut, kws.epochs) == (0.5, 0.0, 12)
 
 
 # finetune_folder runs in tests/test_readme.py instead, on a real image folder (its README command).
@@ -107,6 +108,8 @@ def test_cli_trains_then_evaluates_a_checkpoint(tmp_path):
         (["--epochs=-1"], "epochs must be positive, got -1"),
         (["--learning_rate=0"], "learning_rate must be positive, got 0"),
         (["--augment=shfit"], "augment: unknown value 'shfit' (did you mean 'shift'?)"),
+        (["--keep_best_by=los"], "keep_best_by: unknown value 'los' (did you mean 'loss'?)"),
+        (["--splice_words=1"], "splice_words must be in [0, 1) (a share of the clips), got 1.0"),
         (["--target_accuracy=99.4"], "target_accuracy must be in (0, 1], got 99.4 (a fraction: 0.994 for 99.4%)"),
         (["--target_accuracy=0.9", "--mode=train"], "target_accuracy needs mode=train_and_eval"),
         (["--flagfile=flags/nope.cfg"], "Unable to open flagfile"),

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from tfresnet import optim, runtime
 from tfresnet.checkpoints import Checkpointer, best_dir, make_checkpoint, write_atomically
+from tfresnet.config import KEEP_BEST_BY
 from tfresnet.loop import Action, LoopState
 from tfresnet.runtime import TrainingError
 
@@ -194,10 +195,12 @@ class TargetAccuracy(Action):
 class KeepBest(Action):
     """Keeps the model weights of the best evaluation so far in ``model_dir/best`` (``best.json``).
 
-    The evaluation that selects is the run's ``test_accuracy`` (for few-shot runs: episodes of the
-    validation keywords). The record is read back on start, so a resumed run keeps comparing
-    against the best of the steps before it. The chief writes; no collective save is needed, so
-    it is refused under multi-worker training.
+    The evaluation that selects is the run's ``test_accuracy`` (highest) or ``test_loss`` (lowest),
+    ``by``; for few-shot runs, episodes of the validation keywords. The loss still ranks weights
+    when the accuracy has saturated near 100% and moves by the noise of the episodes drawn. The
+    record is read back on start, so a resumed run keeps comparing against the best of the steps
+    before it. The chief writes; no collective save is needed, so it is refused under
+    multi-worker training.
 
     Args:
         model: The trained model.
@@ -205,30 +208,38 @@ class KeepBest(Action):
         model_dir: The run's folder.
         log: Where the "New best" line goes.
         is_chief: Only the chief writes.
+        by: ``"accuracy"`` or ``"loss"``.
     """
 
     def __init__(self, model: keras.Model, step: tf.Variable, model_dir: str, log: Log = print,
-                 is_chief: bool = True):
+                 is_chief: bool = True, by: str = "accuracy"):
+        if by not in KEEP_BEST_BY:
+            raise ValueError(f"keep_best_by: unknown value {by!r}; expected one of {', '.join(KEEP_BEST_BY)}")
         self.directory, self.log, self.is_chief = best_dir(model_dir), log, is_chief
+        self.key, self.sign = f"test_{by}", (1.0 if by == "accuracy" else -1.0)  # sign: larger is better
         self.record_path = os.path.join(self.directory, "best.json")
         self.manager = tf.train.CheckpointManager(make_checkpoint(model, step=step), self.directory, max_to_keep=1,
                                                   checkpoint_name="best")
-        self.best = -np.inf
+        self.best = -np.inf  # sign * value of the best evaluation
 
     def start(self, state: LoopState) -> None:
         if tf.io.gfile.exists(self.record_path):
             with tf.io.gfile.GFile(self.record_path) as f:
-                self.best = json.load(f)["test_accuracy"]
+                record = json.load(f)
+            if self.key not in record:
+                raise ValueError(f"{self.record_path} ranks by another measure than {self.key}: resume with the "
+                                 "keep_best_by the run was started with")
+            self.best = self.sign * record[self.key]
 
     def __call__(self, state: LoopState) -> None:
-        accuracy = state.results.get("test_accuracy")
-        if not (state.epoch_end and self.is_chief) or accuracy is None or accuracy <= self.best:
+        value = state.results.get(self.key)
+        if not (state.epoch_end and self.is_chief) or value is None or self.sign * value <= self.best:
             return
-        self.best = accuracy
+        self.best = self.sign * value
         path = self.manager.save(checkpoint_number=state.step)
         write_atomically(self.record_path, json.dumps({"step": state.step, "epoch": state.epoch,
-                                                       "test_accuracy": accuracy, "checkpoint": path}))
-        self.log(f"New best test_accuracy {accuracy:.4f} at epoch {state.epoch}: kept in {self.directory}")
+                                                       self.key: value, "checkpoint": path}))
+        self.log(f"New best {self.key} {value:.4f} at epoch {state.epoch}: kept in {self.directory}")
 
 
 class CheckpointEvery(Action):

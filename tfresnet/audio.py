@@ -181,6 +181,107 @@ def augmented_features(waveforms: tf.Tensor, augmentation: Augmentation | None, 
     return feats
 
 
+def speech_spans(waveforms: np.ndarray, floor_db: float = 35.0) -> np.ndarray:
+    """``(clips, 2)``: the first and last sample (end exclusive) of the speech in each clip.
+
+    Speech is every 10 ms frame whose energy is within ``floor_db`` of the clip's loudest frame;
+    the span runs from the first such frame to the end of the last one.
+    """
+    frame = SAMPLE_RATE // 100
+    count, samples = waveforms.shape
+    frames = np.asarray(waveforms, np.float64)[:, :samples // frame * frame].reshape(count, -1, frame)
+    energy = 10 * np.log10(np.mean(frames**2, axis=-1) + 1e-12)
+    loud = energy > energy.max(axis=1, keepdims=True) - floor_db
+    first, last = loud.argmax(axis=1), loud.shape[1] - loud[:, ::-1].argmax(axis=1)
+    return np.stack([first, last], axis=1) * frame
+
+
+class WordSplicer:
+    """Pseudo-words for training an encoder on few words: the start of one word joined to the end
+    of another, said by the same speaker.
+
+    An encoder that must tell 20 training words apart learns what separates those 20, and new words
+    that differ elsewhere (go and no differ only in their first consonant) fall together. Joining
+    the first part of word ``a`` to the rest of word ``b`` makes ``words**2`` classes from the same
+    clips, each a new sequence of real speech sounds, so the encoder has to resolve the whole word,
+    beginning and end. Class ``a * words + b`` is ``a``'s start and ``b``'s end; an unspliced clip of
+    word ``w`` is class ``w * words + w``. On the spoken keywords it took the test words of held-out
+    speakers from 90.3% to 93.7% 5-way 1-shot in equal training (BENCHMARKS.md).
+
+    Each word is cut in the middle of its speech (``speech_spans``), or with ``cut`` at a random
+    point within ``0.5 +- cut`` of its length; the two parts, with 50 ms of context either side,
+    are cross-faded over 5 ms and placed at a random start in a clip of the original length
+    (longer results are cut at its end).
+    The other word is said by the same speaker where that speaker said another word, else by anyone.
+
+    Args:
+        waveforms: ``(clips, samples)`` training clips.
+        labels: ``(clips,)`` int words, 0 .. words - 1.
+        speakers: ``(clips,)`` speaker of each clip.
+        probability: Share of clips replaced by a spliced pseudo-word, in [0, 1).
+        cut: Cut points are uniform in ``0.5 +- cut`` of each word's speech, in [0, 0.5); 0: the middle.
+    """
+
+    CONTEXT = SAMPLE_RATE // 20  # 50 ms of each part's surroundings: the onset and the tail of the word
+    FADE = SAMPLE_RATE // 200  # 5 ms cross-fade: no click at the joint
+
+    def __init__(self, waveforms: np.ndarray, labels: np.ndarray, speakers: np.ndarray, probability: float,
+                 cut: float = 0.0):
+        if not 0 <= probability < 1:
+            raise ValueError(f"splice probability must be in [0, 1), got {probability}")
+        if not 0 <= cut < 0.5:
+            raise ValueError(f"splice cut must be in [0, 0.5), got {cut}")
+        labels = np.asarray(labels)
+        self.words = int(labels.max()) + 1
+        if len(np.unique(labels)) < 2:
+            raise ValueError("splicing words needs clips of at least two words")
+        self.waveforms, self.labels = waveforms, labels
+        self.probability, self.cut = probability, cut
+        self.spans = speech_spans(waveforms)
+        # Partners of each clip: other words by its speaker, else other words by anyone.
+        speakers = np.asarray(speakers)
+        self.partners = []
+        for label, speaker in zip(labels, speakers):
+            other = labels != label
+            same = np.flatnonzero(other & (speakers == speaker))
+            self.partners.append(same if len(same) else np.flatnonzero(other))
+
+    @property
+    def num_classes(self) -> int:
+        return self.words * self.words
+
+    def __call__(self, pick: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The clips ``pick`` with their pseudo-word classes, each spliced with ``probability``."""
+        waves = self.waveforms[pick].copy()
+        classes = self.labels[pick] * (self.words + 1)  # w * words + w: the word itself
+        for row, first in enumerate(pick):
+            if rng.random() >= self.probability:
+                continue
+            second = rng.choice(self.partners[first])
+            waves[row] = self.splice(first, second, rng.uniform(0.5 - self.cut, 0.5 + self.cut, 2), rng)
+            classes[row] = self.labels[first] * self.words + self.labels[second]
+        return waves, classes.astype(np.int32)
+
+    def splice(self, first: int, second: int, cuts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Clip ``first`` up to ``cuts[0]`` of its speech, then clip ``second`` from ``cuts[1]`` of its own."""
+        samples = self.waveforms.shape[1]
+        (start_a, end_a), (start_b, end_b) = self.spans[first], self.spans[second]
+        cut_a = int(start_a + cuts[0] * (end_a - start_a))
+        cut_b = int(start_b + cuts[1] * (end_b - start_b))
+        # The cross-fade straddles both cuts: the word is as long as the two parts.
+        half = self.FADE // 2
+        head = self.waveforms[first, max(start_a - self.CONTEXT, 0):cut_a + half]
+        tail = self.waveforms[second, max(cut_b - self.FADE + half, 0):min(end_b + self.CONTEXT, samples)]
+        fade = min(self.FADE, len(head), len(tail))
+        ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+        joint = head[len(head) - fade:] * (1 - ramp) + tail[:fade] * ramp
+        word = np.concatenate([head[:len(head) - fade], joint, tail[fade:]])[:samples]
+        out = np.zeros(samples, np.float32)
+        start = rng.integers(0, samples - len(word) + 1)
+        out[start:start + len(word)] = word
+        return out
+
+
 def synthetic_keywords(num_classes: int, per_class: int, seconds: float = 0.5, seed: int = 0,
                        noise: tuple[float, float] = (0.05, 0.5), gain: tuple[float, float] = (0.1, 1.0),
                        length: int = 5) -> tuple[np.ndarray, np.ndarray]:

@@ -102,6 +102,9 @@ _HELP = {
                     "batch_size clips over all training words, optionally with a margin).",
     "logit_scale": "Few-shot: the temperature s of s * cosine (cosine_softmax and cosine episodes).",
     "margin": "Few-shot: cosine_softmax's additive margin on the true word's cosine (CosFace).",
+    "splice_words": "Few-shot: share of cosine_softmax training clips replaced by a pseudo-word, the start of "
+                    "their word joined to the end of another by the same speaker (0: off).",
+    "splice_cut": "Few-shot: splice_words cuts each word at 0.5 +- this of its speech (uniform).",
     "metric": "Few-shot: compare queries with prototypes by euclidean distance or cosine similarity (what "
               "tfresnet-kws scores with).",
     "time_shift": "Few-shot: shift training clips by up to this many seconds either way (0: off).",
@@ -111,6 +114,7 @@ _HELP = {
     "speed": "Few-shot: stretch time by a random factor in 1 +- this per training clip (0: off).",
     "formant": "Few-shot: stretch the mel axis by a random factor in 1 +- this per training clip (VTLP; 0: off).",
     "keep_best": "Keep the weights of the best evaluation in model_dir/best; export and tfresnet-eval use them.",
+    "keep_best_by": "keep_best: the best evaluation is the highest accuracy or the lowest loss.",
     "mode": f"One of {', '.join(config_lib.MODES)}.",
     "export": "Write model.keras and a serving SavedModel to model_dir at the end.",
     "keep_checkpoints": "Checkpoints to keep.",

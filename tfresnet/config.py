@@ -19,6 +19,7 @@ MODES = ("train", "eval", "train_and_eval")
 FEWSHOT_LOSSES = ("prototypical", "cosine_softmax")
 # How few-shot queries are compared with prototypes (protores.PrototypicalNetwork, episodes).
 METRICS = ("euclidean", "cosine")
+KEEP_BEST_BY = ("accuracy", "loss")
 
 
 def _choice(field: str, value: str, options: tuple[str, ...]) -> None:
@@ -146,6 +147,14 @@ class TrainConfig:
     # cosine_softmax: CosFace's margin m, taken off the true word's cosine in training. 0.2 at s=16
     # measured no better on the spoken keywords' test words than 0 at s=10 (BENCHMARKS.md).
     margin: float = 0.0
+    # cosine_softmax: the share of training clips replaced by a pseudo-word, the start of their word
+    # joined to the end of another word by the same speaker (tfresnet.audio.WordSplicer). With 20
+    # training words the encoder otherwise learns only what separates those 20; splicing makes
+    # 400 classes that must be told apart from beginning to end (BENCHMARKS.md). 0: off.
+    splice_words: float = 0.0
+    # Where words are cut: uniform in 0.5 +- this of each word's speech. 0 (the middle) keeps each
+    # pseudo-word one sequence of sounds; 0.25 measured 2 points lower (BENCHMARKS.md).
+    splice_cut: float = 0.0
     # Episodes compare queries with prototypes by squared Euclidean distance (Snell et al.) or by
     # cosine similarity, the score tfresnet.spotting enrolls and classifies with.
     metric: str = "euclidean"
@@ -162,6 +171,9 @@ class TrainConfig:
     # Keep the weights of the best evaluation (test_accuracy) in model_dir/best; export and
     # tfresnet-eval use them. The few-shot recipes select on the validation keywords this way.
     keep_best: bool = False
+    # What "best" is: the highest test_accuracy, or the lowest test_loss. The loss keeps ranking
+    # checkpoints once the accuracy saturates near 100% and moves only by the episodes drawn.
+    keep_best_by: str = "accuracy"
 
     # Bookkeeping.
     mode: str = "train_and_eval"
@@ -177,10 +189,17 @@ class TrainConfig:
         _choice("bad_images", self.bad_images, ("fail", "skip"))
         _choice("fewshot_loss", self.fewshot_loss, FEWSHOT_LOSSES)
         _choice("metric", self.metric, METRICS)
+        _choice("keep_best_by", self.keep_best_by, KEEP_BEST_BY)
         if not self.logit_scale > 0:
             raise ValueError(f"logit_scale must be positive, got {self.logit_scale}")
         if not 0 <= self.margin < 1:
             raise ValueError(f"margin must be in [0, 1) (a cosine), got {self.margin}")
+        if not 0 <= self.splice_words < 1:
+            raise ValueError(f"splice_words must be in [0, 1) (a share of the clips), got {self.splice_words}")
+        if not 0 <= self.splice_cut < 0.5:
+            raise ValueError(f"splice_cut must be in [0, 0.5), got {self.splice_cut}")
+        if self.splice_cut and not self.splice_words:
+            raise ValueError(f"splice_cut {self.splice_cut} has nothing to cut: set splice_words too")
         for field in ("epochs", "batch_size", "eval_batch_size", "steps_per_loop", "keep_checkpoints", "n_way",
                       "k_shot", "n_query", "episodes_per_epoch", "eval_episodes", "device_prefetch"):
             if getattr(self, field) <= 0:

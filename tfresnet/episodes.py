@@ -7,6 +7,8 @@ at episode ``s`` without generating the ones before it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import tensorflow as tf
 
@@ -107,12 +109,16 @@ def episodes(examples: np.ndarray, labels: np.ndarray, n_way: int, k_shot: int, 
 
 
 def labelled_batches(examples: np.ndarray, labels: np.ndarray, batch_size: int, seed: int = 0, start: int = 0,
-                     num_shards: int = 1, shard: int = 0) -> tf.data.Dataset:
+                     num_shards: int = 1, shard: int = 0,
+                     compose: Callable[[np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]] | None = None
+                     ) -> tf.data.Dataset:
     """Endless batches ``(i, examples (batch_size, ...), labels (batch_size,))`` of distinct examples.
 
     Batch ``i`` draws ``batch_size`` examples without replacement, a pure function of ``(seed, i)``
     like an episode: a run resumed at step ``s`` starts at batch ``s * num_shards`` and generates
     nothing before it. ``num_shards`` and ``shard`` as for ``episodes``; ``i`` seeds augmentation.
+    ``compose(pick, rng)``, if given, makes the batch from the drawn indices instead of
+    ``(examples[pick], labels[pick])``, with the batch's own generator (e.g. ``audio.WordSplicer``).
     """
     if not 0 < batch_size <= len(labels):
         raise ValueError(f"batch_size {batch_size} must be between 1 and the {len(labels)} training examples")
@@ -120,8 +126,9 @@ def labelled_batches(examples: np.ndarray, labels: np.ndarray, batch_size: int, 
     def generate():
         i = start + (shard - start) % num_shards
         while True:
-            pick = np.random.default_rng([seed, i]).choice(len(labels), batch_size, replace=False)
-            yield i, examples[pick], labels[pick]
+            rng = np.random.default_rng([seed, i])
+            pick = rng.choice(len(labels), batch_size, replace=False)
+            yield (i, *compose(pick, rng)) if compose else (i, examples[pick], labels[pick])
             i += num_shards
 
     return tf.data.Dataset.from_generator(generate, output_signature=(

@@ -176,7 +176,8 @@ class PrototypicalNetwork(keras.Model):
             al. 2017); ``cosine``: cosine similarity of the unit-length embeddings to the
             prototypes (means of unit embeddings), times ``logit_scale``: how
             ``tfresnet.spotting`` scores a clip against an enrolled keyword.
-        classes: Training words of the cosine classifier (``word_loss``); None: none.
+        classes: Classes of the cosine classifier (``word_loss``): the training words, or the
+            pseudo-words of ``tfresnet.audio.WordSplicer``; None: none.
         logit_scale: The classifier's (and the cosine episodes') temperature ``s``.
         margin: CosFace's additive margin ``m``: the true word's cosine counts ``m`` less in
             training, so words must be that much apart, which leaves room for new ones.

@@ -313,9 +313,15 @@ class FewShotTask(Task):
                                                cfg.spec_augment, cfg.speed, cfg.formant)
         self.num_mel_bins = 20 if cfg.dataset == "synthetic" else 40  # the synthetic chirps need fewer
         self.words = cfg.fewshot_loss == "cosine_softmax"  # trains on batches of words, not episodes
-        self.num_words: int | None = None  # training words (the cosine classifier's classes)
+        # The cosine classifier's classes: the training words, or with splice_words the pseudo-words
+        # of every pair of them (audio.WordSplicer).
+        self.word_classes: int | None = None
+        self.splicer: audio.WordSplicer | None = None
         if self.words and cfg.batch_size % rt.replicas:
             raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {rt.replicas} replicas")
+        if cfg.splice_words and not self.words:
+            raise ValueError("splice_words makes pseudo-words for the word classifier: it needs "
+                             f"fewshot_loss=cosine_softmax (got {cfg.fewshot_loss})")
 
     def eval_split(self, training: bool) -> str:
         # The validation keywords pick the checkpoint; the test keywords are only reported.
@@ -328,10 +334,13 @@ class FewShotTask(Task):
         # Training words as 0..W-1 (the word classifier's classes; also known to evaluation, whose
         # model must hold the same variables as the checkpoint).
         words, word_labels = np.unique(train_clips.labels, return_inverse=True)
-        self.num_words = len(words) if self.words else None
+        self.word_classes = (len(words) ** 2 if cfg.splice_words else len(words)) if self.words else None
         if training:
             self.train_clips = train_clips
             self.word_labels = word_labels.astype(np.int32)
+            if self.words and cfg.splice_words:
+                self.splicer = audio.WordSplicer(train_clips.waveforms, self.word_labels, train_clips.speakers,
+                                                 cfg.splice_words, cfg.splice_cut)
         if not training or cfg.mode != "train":
             self.eval_clips = audio.split_of(clips, cfg.dataset, self.eval_split(training))
         self.noise = np.concatenate(clips.noise) if clips.noise else None
@@ -374,10 +383,12 @@ class FewShotTask(Task):
         return ds.map(featurize, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
     def word_batches(self, seed: int, start: int, ctx: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
-        """Augmented training clips as features with their word (0..W-1), ``batch_size`` a step."""
+        """Augmented training clips as features with their class, ``batch_size`` a step: the word
+        (0..W-1), or with ``splice_words`` the pseudo-word (0..W*W-1, ``audio.WordSplicer``)."""
         shards, shard = (ctx.num_input_pipelines, ctx.input_pipeline_id) if ctx else (1, 0)
         ds = episodes.labelled_batches(self.train_clips.waveforms, self.word_labels,
-                                       self.cfg.batch_size // self.runtime.replicas, seed, start, shards, shard)
+                                       self.cfg.batch_size // self.runtime.replicas, seed, start, shards, shard,
+                                       compose=self.splicer)
         noise = tf.constant(self.noise) if self.noise is not None else None
 
         def featurize(index, waveforms, labels):
@@ -403,7 +414,7 @@ class FewShotTask(Task):
     def build_model(self, pretrained: bool = True) -> keras.Model:
         cfg = self.cfg
         encoder = models.create_model(self.model_name, input_shape=self.input_shape, **cfg.model_options)
-        net = PrototypicalNetwork(encoder, metric=cfg.metric, classes=self.num_words, logit_scale=cfg.logit_scale,
+        net = PrototypicalNetwork(encoder, metric=cfg.metric, classes=self.word_classes, logit_scale=cfg.logit_scale,
                                   margin=cfg.margin, name=f"{self.model_name}_prototypical")
         net.build_word_head(self.input_shape)
         return net
@@ -415,7 +426,7 @@ class FewShotTask(Task):
 
     def run_record(self) -> dict[str, Any]:
         # A word classifier's variables are in the checkpoints: its classes are part of the model.
-        return {**super().run_record(), **({"word_classes": self.num_words} if self.words else {})}
+        return {**super().run_record(), **({"word_classes": self.word_classes} if self.words else {})}
 
     @property
     def global_batch_size(self) -> int:

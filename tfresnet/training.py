@@ -111,7 +111,8 @@ class Run:
             actions.EpochLog(cfg.model_dir, task.epoch_line, self.log, chief),
             *([actions.TargetAccuracy(cfg.target_accuracy, self.eval_metrics, self.log)]
               if cfg.target_accuracy is not None else []),
-            *([actions.KeepBest(self.model, self.step, cfg.model_dir, self.log, chief)] if cfg.keep_best else []),
+            *([actions.KeepBest(self.model, self.step, cfg.model_dir, self.log, chief, cfg.keep_best_by)]
+              if cfg.keep_best else []),
             actions.CheckpointEvery(self.checkpointer, cfg.checkpoint_every or task.steps_per_epoch),
             actions.Preemption(self.checkpointer, self.runtime.strategy),
             *([actions.Export(self.export, chief)] if cfg.export else []),

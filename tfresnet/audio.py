@@ -238,13 +238,11 @@ class WordSplicer:
         self.waveforms, self.labels = waveforms, labels
         self.probability, self.cut = probability, cut
         self.spans = speech_spans(waveforms)
-        # Partners of each clip: other words by its speaker, else other words by anyone.
-        speakers = np.asarray(speakers)
-        self.partners = []
-        for label, speaker in zip(labels, speakers):
-            other = labels != label
-            same = np.flatnonzero(other & (speakers == speaker))
-            self.partners.append(same if len(same) else np.flatnonzero(other))
+        # Each speaker's clips, in index order: partners are looked up per drawn clip, so that tens
+        # of thousands of clips (Speech Commands) cost no table of every pair.
+        _, self.speaker_of = np.unique(np.asarray(speakers), return_inverse=True)
+        order = np.argsort(self.speaker_of, kind="stable")
+        self.by_speaker = np.split(order, np.cumsum(np.bincount(self.speaker_of))[:-1])
 
     @property
     def num_classes(self) -> int:
@@ -257,10 +255,21 @@ class WordSplicer:
         for row, first in enumerate(pick):
             if rng.random() >= self.probability:
                 continue
-            second = rng.choice(self.partners[first])
+            second = self.partner(first, rng)
             waves[row] = self.splice(first, second, rng.uniform(0.5 - self.cut, 0.5 + self.cut, 2), rng)
             classes[row] = self.labels[first] * self.words + self.labels[second]
         return waves, classes.astype(np.int32)
+
+    def partner(self, first: int, rng: np.random.Generator) -> int:
+        """A clip of another word: by the same speaker if they said one, else by anyone."""
+        group = self.by_speaker[self.speaker_of[first]]
+        same = group[self.labels[group] != self.labels[first]]
+        if len(same):
+            return int(rng.choice(same))
+        while True:  # other words are most clips: a few draws at most
+            second = int(rng.integers(len(self.labels)))
+            if self.labels[second] != self.labels[first]:
+                return second
 
     def splice(self, first: int, second: int, cuts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Clip ``first`` up to ``cuts[0]`` of its speech, then clip ``second`` from ``cuts[1]`` of its own."""

@@ -168,7 +168,7 @@ class TrainConfig:
     # random factors in 1 +- these (speed perturbation, VTLP); 0: none.
     speed: float = 0.0
     formant: float = 0.0
-    # Keep the weights of the best evaluation (test_accuracy) in model_dir/best; export and
+    # Keep the weights of the best evaluation (keep_best_by) in model_dir/best; export and
     # tfresnet-eval use them. The few-shot recipes select on the validation keywords this way.
     keep_best: bool = False
     # What "best" is: the highest test_accuracy, or the lowest test_loss. The loss keeps ranking

@@ -5,7 +5,9 @@ words spoken by the training speakers, keeps the checkpoint that does best on th
 words, then reports N-way K-shot accuracy on the TEST words spoken by the HELD-OUT speakers
 (``tfresnet.audio``: word lists and speaker split), mean and 95% confidence interval over
 ``--episodes`` episodes, next to the same encoder untrained and to two non-learned baselines
-(nearest prototype on the raw log-mel features, and on their average over time). It then exports
+(nearest prototype on the raw log-mel features, and on their average over time), and how the
+``KeywordSpotter`` threshold splits an open set (half of the test words enrolled, the other half
+to be answered ``unknown``), with the threshold the validation words would pick. It then exports
 the encoder to LiteRT in float32 and full int8 and reports size, per-clip latency and 5-way
 1-shot accuracy of each.
 
@@ -43,6 +45,33 @@ def accuracies(embeddings: np.ndarray, clips: audio.SpokenKeywords, count: int, 
                                            clips.speaker_ids(), seed=1, metric=metric)
         out[f"{n_way}-way {k_shot}-shot"] = episodes.accuracy_interval(accs)
     return out
+
+
+def open_set(embeddings: np.ndarray, clips: audio.SpokenKeywords, enrolled: int, k_shot: int,
+             thresholds: np.ndarray, rounds: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """``KeywordSpotter.classify`` in an open set: for each threshold, the share of the enrolled
+    words' clips named right (best cosine at or above it) and of the other words' clips answered
+    ``unknown``. Each of ``rounds`` times per speaker, ``enrolled`` words drawn at random are
+    enrolled from that speaker and the ``k_shot - 1`` after it (1 clip each); the other speakers'
+    clips of every word of the split are classified."""
+    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    words, speakers = np.unique(clips.labels), sorted(set(clips.speakers))
+    rng = np.random.default_rng(0)
+    named, rejected, known_count, other_count = np.zeros(len(thresholds)), np.zeros(len(thresholds)), 0, 0
+    for _ in range(rounds):
+        for i in range(len(speakers)):
+            enrolling = [speakers[(i + j) % len(speakers)] for j in range(k_shot)]
+            chosen = rng.permutation(words)[:enrolled]
+            prototypes = np.stack([unit[(clips.labels == w) & np.isin(clips.speakers, enrolling)].mean(0)
+                                   for w in chosen])
+            query = ~np.isin(clips.speakers, enrolling)
+            scores = unit[query] @ (prototypes / np.linalg.norm(prototypes, axis=1, keepdims=True)).T
+            best, right = scores.max(1), chosen[scores.argmax(1)] == clips.labels[query]
+            known = np.isin(clips.labels[query], chosen)
+            named += ((best[None] >= thresholds[:, None]) & (known & right)[None]).sum(1)
+            rejected += ((best[None] < thresholds[:, None]) & ~known[None]).sum(1)
+            known_count, other_count = known_count + known.sum(), other_count + (~known).sum()
+    return named / known_count, rejected / other_count
 
 
 def embed(encoder, features: np.ndarray, batch: int = 100) -> np.ndarray:
@@ -88,12 +117,25 @@ def main(argv: list[str] | None = None) -> dict:
     untrained = models.create_model(cfg.model or "protores", input_shape=features.shape[1:], **cfg.model_options)
     # Every row compares with prototypes by the run's --metric (cosine: tfresnet-kws' own score).
     score = lambda x: accuracies(x, test, args.episodes, args.n_query, cfg.metric)  # noqa: E731
+    test_embeddings = embed(trained, features)
     rows = {
         "raw log-mel, nearest prototype": score(features),
         "mean log-mel spectrum, nearest prototype": score(features.mean(axis=1)),
         "encoder, untrained": score(embed(untrained, features)),
-        "encoder, trained": score(embed(trained, features)),
+        "encoder, trained": score(test_embeddings),
     }
+
+    # The "unknown" threshold in an open set: half of the test words enrolled, the rest must come
+    # out unknown; the validation words (3 of 5 enrolled) pick the threshold that gets most right.
+    thresholds = np.round(np.arange(0.5, 0.951, 0.025), 3)
+    validation = audio.keyword_split(clips, "validation")
+    validation_embeddings = embed(trained, audio.features(tf.constant(validation.waveforms), bins).numpy())
+    threshold_rows = {}
+    for k_shot in (1, 5):
+        chosen = thresholds[np.argmax(sum(open_set(validation_embeddings, validation, 3, k_shot, thresholds)))]
+        named, rejected = open_set(test_embeddings, test, len(np.unique(test.labels)) // 2, k_shot, thresholds)
+        threshold_rows[f"{k_shot}-shot"] = {"chosen on validation": float(chosen), **{
+            f"{t:.3f}": (float(n), float(r)) for t, n, r in zip(thresholds, named, rejected)}}
 
     # LiteRT: float32 and full int8 (calibrated on 200 training clips), on the same test episodes.
     representative = spotting.representative_features(args.data_dir, bins)
@@ -116,11 +158,16 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name:42}" + "".join(f"{m:>11.1%} +-{c:4.1%}" for m, c in row.values()))
     print(f"training: {train_seconds:.0f} s on {platform.processor() or platform.machine()} "
           f"({os.cpu_count()} cores)")
+    print("open set, test words (half enrolled): threshold, enrolled words named right, other words unknown")
+    for shot, row in threshold_rows.items():
+        print(f"  {shot} (the validation words pick {row['chosen on validation']:.3f}): " + ", ".join(
+            f"{t} {row[t][0]:.1%}/{row[t][1]:.1%}" for t in ("0.700", "0.750", "0.800", "0.850")))
     for name, row in lite.items():
         m, c = row["5-way 1-shot"]
         print(f"LiteRT {name:8} {row['bytes'] / 1024:7.0f} KiB  {row['latency_ms']:6.2f} ms/clip  "
               f"5-way 1-shot {m:.1%} +-{c:.1%}")
     result = {"args": vars(args), "train_seconds": train_seconds, "rows": rows, "lite": lite,
+              "open_set": threshold_rows,
               "test_speakers": sorted(set(test.speakers.tolist()))}
     if args.json:
         with open(args.json, "w") as f:

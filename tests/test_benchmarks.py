@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import KEYWORDS_MISSING, MNIST_MISSING, MNIST_NPZ, REPO, local, table_commands
@@ -97,6 +98,12 @@ def test_readme_benchmark_command(command, tmp_path):
         assert len(result["test_speakers"]) == 10 and "LiteRT int8" in out
         assert result["lite"]["int8"]["bytes"] < result["lite"]["float32"]["bytes"]
         assert all(0 < r["latency_ms"] and 0.1 < r["5-way 1-shot"][0] <= 1 for r in result["lite"].values())
+        # The open set: a higher threshold names fewer enrolled words and rejects more of the others.
+        assert set(result["open_set"]) == {"1-shot", "5-shot"} and "the validation words pick" in out
+        for row in result["open_set"].values():
+            assert 0.5 <= row.pop("chosen on validation") <= 0.95
+            named, rejected = np.array([row[t] for t in sorted(row, key=float)]).T
+            assert np.all(np.diff(named) <= 0) and np.all(np.diff(rejected) >= 0) and named[0] > rejected[0], row
     elif script == "transfer_mnist.py":
         result = json.loads(result_file.read_text())
         assert [r["seed"] for r in result["runs"]] == [0, 1]
@@ -139,3 +146,24 @@ def test_the_gpu_script_runs_here_shrunk(command, tmp_path):
     else:
         assert [json.loads((out / f"mnist_{run}.json").read_text())["epoch"] for run in ("cold", "warm")] == [1, 1]
         assert not (out / "xla_cache").exists()  # removed after the two runs
+
+
+def test_open_set_rates_match_a_hand_count():
+    """benchmarks/kws_fewshot.open_set: 3 words by speakers a, b, c, 2 of them enrolled at a time."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import kws_fewshot  # noqa: PLC0415
+    from tfresnet import audio  # noqa: PLC0415
+
+    labels, speakers = np.repeat([0, 1, 2], 3), np.tile(["a", "b", "c"], 3)
+    clips = audio.SpokenKeywords(np.zeros((9, 16000), np.float32), labels, ["w0", "w1", "w2"], speakers)
+    # Each clip points at its word, except speaker c's: 0.6 of its word and 0.8 of the next one.
+    # The words are symmetric under w -> w + 1, so every drawn pair counts the same.
+    embeddings = np.eye(3)[labels]
+    for w in range(3):
+        embeddings[3 * w + 2] = 0.6 * np.eye(3)[w] + 0.8 * np.eye(3)[(w + 1) % 3]
+    named, rejected = kws_fewshot.open_set(embeddings, clips, 2, 1, np.array([0.5, 0.7, 0.9]), rounds=2)
+    # Enrolled {0, 1} from a (or b): the other two speakers' w0 and w1 score 1.0, 1.0 (b), 0.8 to
+    # the wrong word and 0.6 (c); their w2 scores 0 (b) and 0.8 (c). From c: a's and b's w0 score
+    # 0.6, w1 0.8 to the wrong word, w2 0.8. Of 12 enrolled-word clips and 6 others:
+    np.testing.assert_allclose(named, [8 / 12, 4 / 12, 4 / 12])
+    np.testing.assert_allclose(rejected, [2 / 6, 2 / 6, 6 / 6])

@@ -60,12 +60,11 @@ def open_set(embeddings: np.ndarray, clips: audio.SpokenKeywords, enrolled: int,
     named, rejected, known_count, other_count = np.zeros(len(thresholds)), np.zeros(len(thresholds)), 0, 0
     for _ in range(rounds):
         for i in range(len(speakers)):
-            enrolling = [speakers[(i + j) % len(speakers)] for j in range(k_shot)]
+            enrolling = np.isin(clips.speakers, [speakers[(i + j) % len(speakers)] for j in range(k_shot)])
             chosen = rng.permutation(words)[:enrolled]
-            prototypes = np.stack([unit[(clips.labels == w) & np.isin(clips.speakers, enrolling)].mean(0)
-                                   for w in chosen])
-            query = ~np.isin(clips.speakers, enrolling)
-            scores = unit[query] @ (prototypes / np.linalg.norm(prototypes, axis=1, keepdims=True)).T
+            prototypes = np.stack([spotting.prototype(unit[(clips.labels == w) & enrolling]) for w in chosen])
+            query = ~enrolling
+            scores = unit[query] @ prototypes.T
             best, right = scores.max(1), chosen[scores.argmax(1)] == clips.labels[query]
             known = np.isin(clips.labels[query], chosen)
             named += ((best[None] >= thresholds[:, None]) & (known & right)[None]).sum(1)

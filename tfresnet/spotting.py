@@ -154,8 +154,7 @@ class KeywordSpotter:
             raise ValueError(f"{keyword!r} cannot be a keyword name")
         if not 1 <= len(examples) <= 5:
             raise ValueError(f"enroll {keyword!r} with 1 to 5 recordings, got {len(examples)}")
-        prototype = self.embed(examples).mean(axis=0)
-        self.keywords[keyword] = prototype / np.linalg.norm(prototype)
+        self.keywords[keyword] = prototype(self.embed(examples))
 
     def scores(self, clips: Iterable) -> np.ndarray:
         """Cosine similarity ``(clips, keywords)`` of each clip to each enrolled keyword, in enrollment order."""
@@ -222,6 +221,13 @@ class KeywordSpotter:
             raise ValueError(f"{path}: not a keywords file ({err})") from None
         for name, vector in saved.items():
             self.keywords[name] = np.asarray(vector, np.float64)
+
+
+def prototype(embeddings: np.ndarray) -> np.ndarray:
+    """A keyword's unit-length prototype: the direction of the mean of its recordings' unit
+    embeddings ``(recordings, dim)`` (what ``KeywordSpotter.enroll`` stores)."""
+    mean = np.asarray(embeddings).mean(axis=0)
+    return mean / np.linalg.norm(mean)
 
 
 def encoder_input_shape(encoder) -> tuple[int, ...]:

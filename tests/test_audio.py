@@ -158,3 +158,30 @@ def test_speech_commands_through_tfds_mock():
         clips = A.load_speech_commands("train", max_per_class=100)
     assert clips.waveforms.shape[1:] == (A.SAMPLE_RATE,) and clips.waveforms.dtype == np.float32
     assert not any(w.startswith("_") for w in clips.keywords)
+
+
+def test_extra_training_words_join_the_training_clips_and_keep_the_split_honest(tmp_path):
+    waves, _ = A.synthetic_keywords(1, 8, seconds=1.0)
+    speakers = [f"s{i:02d}" for i in range(6)]
+    held_out = sorted(A.held_out_speakers(speakers))  # 2 of 6
+    heard = [s for s in speakers if s not in held_out]
+    for word in ("yes", "dog"):  # a training and a test word
+        for i, s in enumerate(speakers):
+            write_wav(tmp_path / "main" / word / f"{s}_nohash_0.wav", waves[i])
+    for i, s in enumerate(heard[:2]):
+        write_wav(tmp_path / "extra" / "table" / f"{s}_nohash_0.wav", waves[6 + i])
+    clips = A.load_keyword_folder(tmp_path / "main")
+    train = A.keyword_split(clips, "train")
+    both = A.with_training_words(train, A.load_keyword_folder(tmp_path / "extra"), clips)
+    assert both.keywords == ["dog", "table", "yes"] and len(both.labels) == len(train.labels) + 2
+    words = [both.keywords[i] for i in both.labels]
+    assert words == ["table"] * 2 + ["yes"] * 4 and list(both.speakers) == heard[:2] + heard  # as one folder
+    np.testing.assert_allclose(both.waveforms[:2], waves[6:8], atol=1e-4)
+    # No validation or test word, no word of the keyword folder, no held-out speaker; each is named.
+    for word, speaker, culprit in (("go", heard[0], "'go' is a validation or test word"),
+                                   ("yes", heard[0], "'yes' is also a word of the keyword folder"),
+                                   ("chair", held_out[0], f"speaker '{held_out[0]}', one of the held-out")):
+        bad = tmp_path / f"bad_{word}"
+        write_wav(bad / word / f"{speaker}_nohash_0.wav", waves[0])
+        with pytest.raises(ValueError, match=f"^extra training word.*{culprit}"):
+            A.with_training_words(train, A.load_keyword_folder(bad), clips)

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +13,11 @@ import numpy as np
 import pytest
 
 from conftest import KEYWORDS_MISSING, MNIST_MISSING, MNIST_NPZ, REPO, local, table_commands
+
+# benchmarks/kws_words.py renders with espeak-ng and sox (Debian packages; .ci/run installs them
+# where it can): without them its README command cannot run here.
+RENDER_MISSING = ", ".join(t for t in ("espeak-ng", "sox") if not shutil.which(t))
+RENDER_MISSING = RENDER_MISSING and f"{RENDER_MISSING} not installed (apt-get install espeak-ng sox)"
 
 # Overriding flags (argparse keeps the last value) that shrink each README command.
 SHRINK = {
@@ -29,6 +35,8 @@ SHRINK = {
     # exits 1 below --margin). Measured here: +10 and +12 points on seeds 0 and 1.
     "transfer_mnist.py": ["--pretrain_examples_per_class", "1000", "--seeds", "0,1", "--eval_split", "test[:500]",
                           "--margin", "0.05"],
+    # Three words of a five-word dictionary (written by the test), in the 20 training voices.
+    "kws_words.py": ["--words", "3", "--jobs", "2"],
     # A tiny encoder for one short epoch: the harness (splits, baselines, LiteRT export), not the figures.
     "kws_fewshot.py": ["--episodes", "50", "--", "--epochs=1", "--episodes_per_epoch=10", "--eval_episodes=10",
                        "--model_options=widths=[8,8,8],bins_as_channels=true,pooling=average"],
@@ -53,13 +61,18 @@ def test_readme_benchmark_command(command, tmp_path):
         pytest.skip(MNIST_MISSING)
     if "spoken_keywords" in command and KEYWORDS_MISSING:
         pytest.skip(KEYWORDS_MISSING)
+    if "kws_words.py" in command and RENDER_MISSING:
+        pytest.skip(RENDER_MISSING)
     words = local(shlex.split(command))
     script = os.path.basename(words[1])
     extra = list(SHRINK[script])
     if script == "train_throughput.py":
         extra += ["--profile", str(tmp_path / "trace")]
+    if script == "kws_words.py":
+        (tmp_path / "dict").write_text("table\nGoing\ngoing\nchair\nx\nwindow\nlamp\nnine\n")
+        extra += ["--out", str(tmp_path / "words"), "--dictionary", str(tmp_path / "dict")]
     result_file = tmp_path / "r.json"
-    if script != "data_throughput.py":
+    if script not in ("data_throughput.py", "kws_words.py"):
         extra = [f"--json={result_file}"] + extra  # before a "--" that ends the script's own flags
     proc = run_bench(script, *words[2:], *extra)
     assert proc.returncode == 0, (command, proc.stderr[-2000:])
@@ -104,6 +117,22 @@ def test_readme_benchmark_command(command, tmp_path):
             assert 0.5 <= row.pop("chosen on validation") <= 0.95
             named, rejected = np.array([row[t] for t in sorted(row, key=float)]).T
             assert np.all(np.diff(named) <= 0) and np.all(np.diff(rejected) >= 0) and named[0] > rejected[0], row
+    elif script == "kws_words.py":
+        from tfresnet import audio  # noqa: PLC0415
+
+        clips = audio.load_keyword_folder(words[words.index("--data_dir") + 1])
+        extra_clips = audio.load_keyword_folder(tmp_path / "words")
+        # 3 of the 4 usable words (going spells go, nine is a test word, x is too short), 20 voices each.
+        assert set(extra_clips.keywords) < {"table", "chair", "window", "lamp"} and len(extra_clips.keywords) == 3
+        assert len(extra_clips.labels) == 60 and len(set(extra_clips.speakers)) == 20
+        assert not set(extra_clips.speakers) & audio.held_out_speakers(clips.speakers)
+        assert min(np.abs(w).max() for w in extra_clips.waveforms) > 0.01  # each clip holds speech
+        train = audio.with_training_words(audio.keyword_split(clips, "train"), extra_clips, clips)
+        assert len(np.unique(train.labels)) == 23
+        before = {p: p.stat().st_mtime_ns for p in (tmp_path / "words").rglob("*.wav")}
+        again = run_bench(script, *words[2:], *extra)  # a second run keeps what is there
+        after = {p: p.stat().st_mtime_ns for p in (tmp_path / "words").rglob("*.wav")}
+        assert again.returncode == 0 and before == after
     elif script == "transfer_mnist.py":
         result = json.loads(result_file.read_text())
         assert [r["seed"] for r in result["runs"]] == [0, 1]
@@ -146,6 +175,27 @@ def test_the_gpu_script_runs_here_shrunk(command, tmp_path):
     else:
         assert [json.loads((out / f"mnist_{run}.json").read_text())["epoch"] for run in ("cold", "warm")] == [1, 1]
         assert not (out / "xla_cache").exists()  # removed after the two runs
+
+
+def test_kws_words_picks_usable_words_and_only_training_voices(tmp_path):
+    """benchmarks/kws_words.py without espeak-ng: which words and voices it would render."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import kws_words  # noqa: PLC0415
+    from tfresnet import audio  # noqa: PLC0415
+
+    assert kws_words.usable_words(["table", "gone", "going", "nobody", "dog", "yes", "table", "often"]) == [
+        "often", "table"]  # gone and going spell go, nobody no; dog and yes are keywords
+    assert kws_words.dictionary_words(["Table\n", "table\n", "it\n", "co-op\n", "hedgehog's\n", "window\n"]) == [
+        "table", "window"]
+    common = kws_words.usable_words(kws_words.COMMON_WORDS)
+    assert len(common) == 687 and not set(common) & set(kws_words.SPEECH_COMMANDS_WORDS)
+    speakers = [f"s{i:02d}" for i in range(30)]
+    (tmp_path / "SPEAKERS.tsv").write_text("speaker\taccent\n" + "".join(f"{s}\ten-us\n" for s in speakers))
+    voices = kws_words.training_voices(tmp_path / "SPEAKERS.tsv")
+    assert {v["speaker"] for v in voices} == set(speakers) - audio.held_out_speakers(speakers) and len(voices) == 20
+    (tmp_path / "bad.tsv").write_text("name,accent\n")
+    with pytest.raises(ValueError, match="bad.tsv: expected a tab-separated table with a 'speaker' column"):
+        kws_words.training_voices(tmp_path / "bad.tsv")
 
 
 def test_open_set_rates_match_a_hand_count():

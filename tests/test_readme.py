@@ -1,8 +1,10 @@
 """Every command in README.md runs (training commands shortened with overriding flags)."""
 
+import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -124,9 +126,10 @@ def test_keyword_spotting_commands_run(tmp_path, capsys):
 
     from tfresnet import audio, cli
 
-    commands = [shlex.split(c) for c in bash_commands() if "kws_protores" in c or c.startswith("tfresnet-kws")]
-    assert [c[0] for c in commands] == ["tfresnet-train", "tfresnet-eval"] + ["tfresnet-kws"] * 4
-    assert [c[1] for c in commands[2:]] == ["enroll", "classify", "detect", "export"]
+    commands = [shlex.split(c) for c in bash_commands()
+                if "kws_protores" in c or "kws_words.py" in c or c.startswith("tfresnet-kws")]
+    assert [c[0] for c in commands] == ["python", "tfresnet-train", "tfresnet-eval"] + ["tfresnet-kws"] * 4
+    assert [c[1] for c in commands[3:]] == ["enroll", "classify", "detect", "export"]
     # The WAV files the commands name: test words of held-out speakers, and a 3 s recording.
     clips = audio.keyword_split(audio.load_keyword_folder(SPOKEN_KEYWORDS), "test")
     dog = clips.waveforms[clips.labels == clips.keywords.index("dog")]
@@ -134,15 +137,31 @@ def test_keyword_spotting_commands_run(tmp_path, capsys):
              "recording.wav": np.concatenate([np.zeros(16000, np.float32), dog[3], np.zeros(16000, np.float32)])}
     for name, wave in files.items():
         tf.io.write_file(str(tmp_path / name), tf.audio.encode_wav(wave[:, None], audio.SAMPLE_RATE))
-    run = tmp_path / "kws_protores"
+    run, extra = tmp_path / "kws_protores_words", tmp_path / "kws_words"
     short = ["--epochs=1", "--episodes_per_epoch=10", "--eval_episodes=10", f"--model_dir={run}",
-             "--model_options=widths=[8,8,8],bins_as_channels=true,pooling=average"]
+             "--model_options=widths=[8,8,8],bins_as_channels=true,pooling=average", f"--extra_words_dir={extra}"]
     for words in commands:
         words = local(words)
-        words = [str(tmp_path / w) if w in files else w.replace("runs/kws_protores", str(run)) for w in words]
+        words = [str(tmp_path / w) if w in files else w.replace("runs/kws_protores_words", str(run)) for w in words]
         words = [w.replace("--keywords=", f"--keywords={tmp_path}/").replace("--tflite=", f"--tflite={tmp_path}/")
-                 for w in words]
-        if words[0] == "tfresnet-kws":
+                 .replace("runs/kws_words", str(extra)) for w in words]
+        if words[0] == "python":
+            # Three words of a small dictionary where espeak-ng and sox are installed (.ci/run tries);
+            # elsewhere a stand-in folder: two chirps by each training speaker.
+            if shutil.which("espeak-ng") and shutil.which("sox"):
+                (tmp_path / "dict").write_text("table\nchair\nwindow\nlamp\n")
+                proc = subprocess.run([sys.executable, *words[1:], "--words=3", f"--dictionary={tmp_path / 'dict'}"],
+                                      cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                                      text=True, timeout=300)
+                assert proc.returncode == 0 and len(os.listdir(extra)) == 3, proc.stderr[-2000:]
+            else:
+                every = audio.load_keyword_folder(SPOKEN_KEYWORDS).speakers
+                chirps, _ = audio.synthetic_keywords(2, 1, seconds=1.0)
+                for word, chirp in zip(("table", "chair"), chirps):
+                    for speaker in set(every) - audio.held_out_speakers(every):
+                        tf.io.write_file(str(extra / word / f"{speaker}_nohash_0.wav"),
+                                         tf.audio.encode_wav(chirp[:, None], audio.SAMPLE_RATE))
+        elif words[0] == "tfresnet-kws":
             assert cli.kws_main(words) == 0, capsys.readouterr().err
         elif words[0] == "tfresnet-eval":
             before = snapshot(run)
@@ -155,3 +174,5 @@ def test_keyword_spotting_commands_run(tmp_path, capsys):
     assert "Eval test keywords at step 10: " in out and "(5-way 1-shot, 10 episodes, held-out speakers)" in out
     assert f"{tmp_path / 'clip.wav'} " in out and "enrolled 'dog' from 2 recording(s)" in out
     assert "kws_int8.tflite (int8, " in out and (tmp_path / "kws_int8.tflite").stat().st_size > 0
+    # The encoder's classifier was over the 20 training words and the extra ones (3, or the 2 stand-ins).
+    assert json.loads((run / "run.json").read_text())["word_classes"] in (22, 23)

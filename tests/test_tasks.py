@@ -145,6 +145,33 @@ def test_splice_words_trains_over_pseudo_words_of_every_pair_of_training_words(t
     assert np.isfinite(loop(task.train_iterator(0), tf.constant(2)).numpy()).all()
 
 
+def test_extra_words_dir_adds_its_words_to_the_word_classifier(tmp_path):
+    """extra_words_dir: a folder of more training words (benchmarks/kws_words.py) joins the
+    training words as classes of their own; the held-out speakers and words stay unheard."""
+    waves, _ = audio.synthetic_keywords(4, 6, seconds=1.0)
+    speakers = [f"s{i}" for i in range(6)]
+    heard = [s for s in speakers if s not in audio.held_out_speakers(speakers)]
+    for w, word in enumerate(("yes", "up", "dog")):
+        for i, s in enumerate(speakers):
+            tf.io.write_file(str(tmp_path / "kw" / word / f"{s}_nohash_0.wav"),
+                             tf.audio.encode_wav(waves[6 * w + i][:, None], audio.SAMPLE_RATE))
+    for i, s in enumerate(heard):
+        tf.io.write_file(str(tmp_path / "more" / "table" / f"{s}_nohash_0.wav"),
+                         tf.audio.encode_wav(waves[18 + i][:, None], audio.SAMPLE_RATE))
+    words = dict(fewshot_loss="cosine_softmax", batch_size=8, dataset="folder", data_dir=str(tmp_path / "kw"),
+                 mode="train", extra_words_dir=str(tmp_path / "more"))
+    task, model, loop, _ = _task(tmp_path, tf.distribute.get_strategy(), False, **words)
+    assert task.word_classes == 3 and model.word_head.kernel.shape[-1] == 3  # up, table, yes
+    assert [task.train_clips.keywords[i] for i in np.unique(task.train_clips.labels)] == ["table", "up", "yes"]
+    assert set(task.train_clips.speakers) == set(heard) and len(task.train_clips.labels) == 3 * len(heard)
+    assert np.isfinite(loop(task.train_iterator(0), tf.constant(2)).numpy()).all()
+    with pytest.raises(ValueError, match="extra_words_dir adds spoken words .* not to the synthetic chirps"):
+        training.Run(fewshot_config(tmp_path, extra_words_dir=str(tmp_path / "more")))
+    with pytest.raises(ValueError, match="task classify does not take extra_words_dir"):
+        training.Run(TrainConfig(task="classify", dataset="synthetic", extra_words_dir=str(tmp_path / "more"),
+                                 model_dir=str(tmp_path / "c")))
+
+
 def test_fewshot_checks_its_inputs_before_touching_the_model_dir(tmp_path):
     with pytest.raises(ValueError, match="needs 30 classes"):
         training.Run(fewshot_config(tmp_path, n_way=30))

@@ -54,6 +54,12 @@ def test_tutorial_flag_file_is_the_tutorial_recipe():
     assert (kws.task, kws.model, kws.model_options) == ("fewshot", "protores", {"widths": [8, 12, 16], "kernel_size": 5})
     assert (kws.fewshot_loss, kws.metric, kws.batch_size, kws.logit_scale) == ("cosine_softmax", "cosine", 60, 10.0)
     assert (kws.splice_words, kws.splice_cut, kws.epochs) == (0.5, 0.0, 12)
+    # More training words: the same recipe over the folder benchmarks/kws_words.py renders.
+    words = train.config_from_flags(["prog", f"--flagfile={REPO / 'flags' / 'kws_protores_words.cfg'}"])
+    assert (words.extra_words_dir, words.splice_words, words.epochs) == ("runs/kws_words", 0.0, 24)
+    same = train.config_from_flags(["prog", f"--flagfile={REPO / 'flags' / 'kws_protores.cfg'}"])
+    assert {k: v for k, v in vars(words).items() if getattr(same, k) != v}.keys() == {
+        "extra_words_dir", "splice_words", "epochs", "model_dir"}
 
 
 # finetune_folder runs in tests/test_readme.py instead, on a real image folder (its README command).
@@ -70,7 +76,9 @@ def test_every_recipe_runs_one_step_on_synthetic_data(flagfile, tmp_path):
         # ImageNet recipes at 32x32: the same code path (XLA, bfloat16, ResNet-50) at a CPU-friendly size.
         *(["--image_size=32"] if "imagenet" in flagfile.stem else []),
         # --mode=train has no evaluation to pick the best weights by.
-        *(["--nokeep_best"] if flagfile.stem == "kws_protores" else []),
+        *(["--nokeep_best"] if flagfile.stem.startswith("kws_protores") else []),
+        # Synthetic chirps take no spoken extra words.
+        *(["--extra_words_dir="] if flagfile.stem == "kws_protores_words" else []),
     ])
     results = training.train(cfg)
     assert np.isfinite(results["loss"])

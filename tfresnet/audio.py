@@ -539,3 +539,39 @@ def split_of(clips: SpokenKeywords, dataset: str, split: str) -> SpokenKeywords:
         raise ValueError(f"the {split} split of {dataset} has no clips (its words: "
                          f"{', '.join(w for w in clips.keywords if word_split(w) == split) or 'none'})")
     return part
+
+
+def with_training_words(train: SpokenKeywords, extra: SpokenKeywords, clips: SpokenKeywords) -> SpokenKeywords:
+    """The training clips ``train`` of ``clips`` and every clip of ``extra``: more training words.
+
+    An encoder trained on 20 words learns what tells those 20 apart; hundreds of words teach it
+    what tells words apart (BENCHMARKS.md, and ``benchmarks/kws_words.py``, which renders such a
+    folder in the training speakers' voices). ``extra`` must keep the split honest: none of its
+    words may be a validation or test word, or a word of ``clips`` at all (one word, one folder),
+    and none of its speakers one that ``clips`` holds out.
+
+    Raises:
+        ValueError: one line naming the first such word or speaker.
+    """
+    held = set(VALIDATION_WORDS + TEST_WORDS) | {w for w in clips.keywords if word_split(w) != "train"}
+    for word in extra.keywords:
+        if word in held:
+            raise ValueError(f"extra training word {word!r} is a validation or test word: the encoder must not hear it")
+        if word in clips.keywords:
+            raise ValueError(f"extra training word {word!r} is also a word of the keyword folder; keep it in one")
+    unheard = sorted(set(extra.speakers.tolist()) & held_out_speakers(clips.speakers))
+    if unheard:
+        raise ValueError(f"extra training words by speaker {unheard[0]!r}, one of the held-out speakers "
+                         "(validation and test): the encoder must not hear them")
+    if extra.waveforms.shape[1] != train.waveforms.shape[1]:
+        raise ValueError(f"extra training clips hold {extra.waveforms.shape[1]} samples, the keyword folder's "
+                         f"{train.waveforms.shape[1]}")
+    keywords = sorted(train.keywords + extra.keywords)
+    index = {word: i for i, word in enumerate(keywords)}
+    relabel = lambda part: np.array([index[w] for w in part.keywords], np.int32)[part.labels]  # noqa: E731
+    labels = np.concatenate([relabel(train), relabel(extra)])
+    # Word by word, as one folder holding both would load: the batches then do not depend on
+    # which of the two folders a word came from.
+    order = np.argsort(labels, kind="stable")
+    return SpokenKeywords(np.concatenate([train.waveforms, extra.waveforms])[order], labels[order], keywords,
+                          np.concatenate([train.speakers, extra.speakers])[order], train.noise + extra.noise)

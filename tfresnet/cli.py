@@ -105,6 +105,8 @@ _HELP = {
     "splice_words": "Few-shot: share of cosine_softmax training clips replaced by a pseudo-word, the start of "
                     "their word joined to the end of another by the same speaker (0: off).",
     "splice_cut": "Few-shot: splice_words cuts each word at 0.5 +- this of its speech (uniform).",
+    "extra_words_dir": "Few-shot: a Speech Commands folder of more training words (no validation or test word, no "
+                       "held-out speaker), e.g. rendered by benchmarks/kws_words.py.",
     "metric": "Few-shot: compare queries with prototypes by euclidean distance or cosine similarity (what "
               "tfresnet-kws scores with).",
     "time_shift": "Few-shot: shift training clips by up to this many seconds either way (0: off).",
@@ -280,7 +282,8 @@ flags.DEFINE_string("model", None, "A few-shot run folder (its model.keras), a .
 flags.DEFINE_string("keywords", None, "JSON file of enrolled keywords: enroll adds to it, classify and detect "
                     "read it.", flag_values=KWS_FLAGS)
 flags.DEFINE_string("keyword", None, "enroll: the name of the keyword the WAV files say.", flag_values=KWS_FLAGS)
-flags.DEFINE_float("threshold", 0.8, "Scores (cosine similarity) below it are 'unknown' / no detection.",
+flags.DEFINE_float("threshold", 0.7, "Scores (cosine similarity) below it are 'unknown' / no detection "
+                   "(KeywordSpotter's default).",
                    flag_values=KWS_FLAGS)
 flags.DEFINE_float("hop", 0.05, "detect: seconds between windows.", flag_values=KWS_FLAGS)
 flags.DEFINE_string("tflite", None, "export: the .tflite file to write.", flag_values=KWS_FLAGS)

@@ -155,6 +155,12 @@ class TrainConfig:
     # Where words are cut: uniform in 0.5 +- this of each word's speech. 0 (the middle) keeps each
     # pseudo-word one sequence of sounds; 0.25 measured 2 points lower (BENCHMARKS.md).
     splice_cut: float = 0.0
+    # More training words for the few-shot encoder: a folder in the Speech Commands layout whose
+    # every word trains it (none a validation or test word, no held-out speaker: both refused).
+    # The 20 training words teach it what tells those 20 apart; hundreds of words rendered in the
+    # training speakers' voices (benchmarks/kws_words.py) teach it what tells words apart
+    # (BENCHMARKS.md). None: the keyword folder's training words only.
+    extra_words_dir: str | None = None
     # Episodes compare queries with prototypes by squared Euclidean distance (Snell et al.) or by
     # cosine similarity, the score tfresnet.spotting enrolls and classifies with.
     metric: str = "euclidean"

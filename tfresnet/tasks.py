@@ -165,6 +165,8 @@ class ClassificationTask(Task):
         for field in ("batch_size", "eval_batch_size"):
             if getattr(cfg, field) % rt.replicas:
                 raise ValueError(f"{field} {getattr(cfg, field)} is not divisible by the {rt.replicas} replicas")
+        if cfg.extra_words_dir:
+            raise ValueError("task classify does not take extra_words_dir (an option of task fewshot)")
         self.train_source = self.eval_source = None
         # What the pipelines hand the steps: uint8 pixels when the model normalises them itself
         # (build_model decides), float32 inputs normalised on the host otherwise.
@@ -319,6 +321,9 @@ class FewShotTask(Task):
         self.splicer: audio.WordSplicer | None = None
         if self.words and cfg.batch_size % rt.replicas:
             raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {rt.replicas} replicas")
+        if cfg.extra_words_dir and cfg.dataset == "synthetic":
+            raise ValueError("extra_words_dir adds spoken words to a spoken keyword dataset (folder or "
+                             "speech_commands), not to the synthetic chirps")
         if cfg.splice_words and not self.words:
             raise ValueError("splice_words makes pseudo-words for the word classifier: it needs "
                              f"fewshot_loss=cosine_softmax (got {cfg.fewshot_loss})")
@@ -331,6 +336,8 @@ class FewShotTask(Task):
         cfg = self.cfg
         clips = audio.keyword_clips(cfg.dataset, cfg.data_dir, cfg.seed)
         train_clips = audio.split_of(clips, cfg.dataset, "train")
+        if cfg.extra_words_dir:
+            train_clips = audio.with_training_words(train_clips, audio.load_keyword_folder(cfg.extra_words_dir), clips)
         # Training words as 0..W-1 (the word classifier's classes; also known to evaluation, whose
         # model must hold the same variables as the checkpoint).
         words, word_labels = np.unique(train_clips.labels, return_inverse=True)

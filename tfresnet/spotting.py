@@ -120,7 +120,7 @@ class KeywordSpotter:
             (``model.keras`` of a few-shot run) or a ``LiteEncoder``.
         threshold: Scores below it are ``unknown`` (and no detection). 0.7: with half of the test
             words enrolled from one held-out speaker, the ``kws_protores_words.cfg`` encoders name
-            87-88% of the enrolled words' clips and answer ``unknown`` to 97-98% of the others
+            86-88% of the enrolled words' clips and answer ``unknown`` to 97-100% of the others
             (BENCHMARKS.md); raise it where a false keyword costs more than a missed one.
         batch_size: Clips embedded per call.
     """

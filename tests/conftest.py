@@ -33,6 +33,13 @@ SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist.npz"
 README = (REPO / "README.md").read_text()
 
 
+def write_wav(path, wave, rate: int = 16_000) -> None:
+    """A float waveform in [-1, 1] as a 16-bit mono WAV file (folders made as needed)."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tf.io.write_file(str(path), tf.audio.encode_wav(np.asarray(wave, np.float32)[:, None], rate))
+
+
 def find_mnist(download=None) -> tuple[pathlib.Path | None, str]:
     """``(path of mnist.npz, "")``, or ``(None, why not)``, in the order the module docstring gives.
 

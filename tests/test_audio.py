@@ -4,13 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import SPOKEN_KEYWORDS
+from conftest import SPOKEN_KEYWORDS, write_wav
 from tfresnet import audio as A
-
-
-def write_wav(path, wave):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tf.io.write_file(str(path), tf.audio.encode_wav(np.asarray(wave, np.float32)[:, None], A.SAMPLE_RATE))
 
 
 def test_speech_commands_layout_is_read_correctly(tmp_path):

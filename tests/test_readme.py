@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import MNIST_NPZ, README, REPO, SPOKEN_KEYWORDS, image_folder, local, pytorch_weights_file
+from conftest import MNIST_NPZ, README, REPO, SPOKEN_KEYWORDS, image_folder, local, pytorch_weights_file, write_wav
 
 BIN = os.path.dirname(sys.executable)
 
@@ -159,8 +159,7 @@ def test_keyword_spotting_commands_run(tmp_path, capsys):
                 chirps, _ = audio.synthetic_keywords(2, 1, seconds=1.0)
                 for word, chirp in zip(("table", "chair"), chirps):
                     for speaker in set(every) - audio.held_out_speakers(every):
-                        tf.io.write_file(str(extra / word / f"{speaker}_nohash_0.wav"),
-                                         tf.audio.encode_wav(chirp[:, None], audio.SAMPLE_RATE))
+                        write_wav(extra / word / f"{speaker}_nohash_0.wav", chirp)
         elif words[0] == "tfresnet-kws":
             assert cli.kws_main(words) == 0, capsys.readouterr().err
         elif words[0] == "tfresnet-eval":

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import write_wav
 from tfresnet import audio, episodes, protores, runtime, tasks, training
 from tfresnet.config import TrainConfig
 
@@ -153,11 +154,9 @@ def test_extra_words_dir_adds_its_words_to_the_word_classifier(tmp_path):
     heard = [s for s in speakers if s not in audio.held_out_speakers(speakers)]
     for w, word in enumerate(("yes", "up", "dog")):
         for i, s in enumerate(speakers):
-            tf.io.write_file(str(tmp_path / "kw" / word / f"{s}_nohash_0.wav"),
-                             tf.audio.encode_wav(waves[6 * w + i][:, None], audio.SAMPLE_RATE))
+            write_wav(tmp_path / "kw" / word / f"{s}_nohash_0.wav", waves[6 * w + i])
     for i, s in enumerate(heard):
-        tf.io.write_file(str(tmp_path / "more" / "table" / f"{s}_nohash_0.wav"),
-                         tf.audio.encode_wav(waves[18 + i][:, None], audio.SAMPLE_RATE))
+        write_wav(tmp_path / "more" / "table" / f"{s}_nohash_0.wav", waves[18 + i])
     words = dict(fewshot_loss="cosine_softmax", batch_size=8, dataset="folder", data_dir=str(tmp_path / "kw"),
                  mode="train", extra_words_dir=str(tmp_path / "more"))
     task, model, loop, _ = _task(tmp_path, tf.distribute.get_strategy(), False, **words)

@@ -28,7 +28,7 @@ def test_speech_commands_layout_is_read_correctly(tmp_path):
     np.testing.assert_allclose(clips.waveforms[clips.labels == 0], waves[2:4], atol=1e-4)
     # A malformed WAV is one line naming the file.
     (tmp_path / "no" / "bad_nohash_0.wav").write_bytes(b"RIFF\x00\x00\x00\x00junkjunk")
-    with pytest.raises(ValueError, match=r"^\S+bad_nohash_0.wav: not a readable 16-bit PCM WAV file \(Header"):
+    with pytest.raises(ValueError, match=r"^\S+bad_nohash_0.wav: not a readable 16-bit PCM WAV file \(it is a RIFF file\)"):
         A.load_keyword_folder(tmp_path)
     with pytest.raises(FileNotFoundError):
         A.load_keyword_folder(tmp_path / "missing")

@@ -358,8 +358,8 @@ def test_small_classes_and_empty_splits_are_clear(tmp_path):
     (tmp_path / "pickle.npz").write_bytes(b"\x80\x04K\x01.")
     np.save(tmp_path / "array.npy", np.zeros(3))
     (tmp_path / "array.npy").rename(tmp_path / "array.npz")
-    for name in ("pickle.npz", "array.npz"):
-        with pytest.raises(ValueError, match=rf"{tmp_path / name} is not a readable .npz array file"):
+    for name, what in (("pickle.npz", "a Python pickle"), ("array.npz", "a NumPy .npy array")):
+        with pytest.raises(ValueError, match=rf"{tmp_path / name} is {what}, not a Keras-layout .npz array file"):
             data.load_source("npz", "train", str(tmp_path / name))
 
 

@@ -50,4 +50,4 @@ def test_pretrained_without_network_is_a_clear_error(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     if proc.returncode == 0:
         pytest.skip("this machine reached the network and downloaded the weights")
-    assert "RuntimeError: could not fetch ImageNet weights for resnet50" in proc.stderr
+    assert "DownloadError: could not fetch ImageNet weights for resnet50" in proc.stderr

@@ -140,7 +140,7 @@ def test_a_split_already_written_is_never_lost(shard_dir, tmp_path, capsys):
     root, out = shard_dir
     before = {f.name: f.read_bytes() for f in out.iterdir()}
     assert cli.shards_main(["tfresnet-shards", f"--data_dir={root}", f"--out_dir={out}", "--splits=train"]) == 2
-    assert "already holds split 'train'; pass overwrite" in capsys.readouterr().err
+    assert "already holds split 'train'; pass --overwrite" in capsys.readouterr().err
     # A conversion that fails half-way (a missing image) leaves the folder as it was.
     examples = [(str(root / "c0" / "0.png"), 0, "a"), (str(root / "missing.png"), 0, "b")]
     with pytest.raises(tf.errors.NotFoundError):
@@ -163,7 +163,7 @@ def test_the_cli_trains_on_shards_and_names_a_bad_image_in_one_line(shard_dir, t
         bad.write_bytes(good[:100])
         # Three steps of six: the whole training split, the bad image included.
         assert cli.main(["tfresnet-train", "--dataset=folder", f"--data_dir={root}", *common, "--train_steps=3",
-                         f"--model_dir={tmp_path / 'bad'}"]) == 1
+                         f"--model_dir={tmp_path / 'bad'}"]) == 2
     finally:
         bad.write_bytes(good)
     err = capsys.readouterr().err

@@ -177,5 +177,5 @@ def test_mixup_and_cutmix_train_on_soft_labels(tmp_path):
     assert batch[1].shape == (8, 10) and np.allclose(batch[1].numpy().sum(1), 1)
     results = run.train()
     assert np.isfinite(results["loss"]) and 0 <= results["accuracy"] <= 1
-    with pytest.raises(ValueError, match="mixup mixes image batches: it is an option of task classify, not fewshot"):
+    with pytest.raises(ValueError, match="task fewshot does not take mixup \\(options of task classify\\)"):
         TrainConfig(task="fewshot", mixup=0.2)

@@ -19,6 +19,8 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
+from tfresnet import files
+
 SAMPLE_RATE = 16_000
 DYNAMIC_RANGE_DB = 60.0  # of the features: quieter mel bins are floored
 
@@ -369,18 +371,18 @@ class SpokenKeywords:
 
 
 def read_wav(path: str | pathlib.Path, samples: int | None = None) -> np.ndarray:
-    """A 16 kHz mono WAV file as float32 in [-1, 1], padded or cropped to ``samples`` if given.
+    """A 16 kHz mono 16-bit WAV file as float32 in [-1, 1], padded or cropped to ``samples`` if given.
 
     Raises:
-        ValueError: one line naming the file, when it is not a readable PCM WAV or not 16 kHz.
+        ValueError: one line naming the file and what it holds, when it is not a WAV file, not 16-bit
+            PCM, not 16 kHz, not mono (nothing is mixed down without a word), or holds no samples.
     """
+    files.check_wav(path, SAMPLE_RATE)
     try:
-        audio, rate = tf.audio.decode_wav(tf.io.read_file(str(path)), desired_channels=1)
+        audio, _ = tf.audio.decode_wav(tf.io.read_file(str(path)), desired_channels=1)
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
         reason = err.message.split("[Op:")[0].split("}}")[-1].strip()
         raise ValueError(f"{path}: not a readable 16-bit PCM WAV file ({reason})") from None
-    if int(rate) != SAMPLE_RATE:
-        raise ValueError(f"{path}: sample rate {int(rate)} Hz, expected {SAMPLE_RATE}")
     wave = audio[:, 0]
     return (fix_length(wave, samples) if samples else wave).numpy()
 

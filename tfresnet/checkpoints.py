@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any, Callable, Mapping
 
 import keras
 import tensorflow as tf
 
-from tfresnet import runtime
-from tfresnet.runtime import TrainingError
+from tfresnet import files, runtime
+from tfresnet.errors import BadInput, TrainingError
 
 Log = Callable[[str], None]
 RUN_RECORD = "run.json"
@@ -122,24 +121,16 @@ def check_run_record(model_dir: str, record: Mapping[str, Any]) -> None:
     differ = {k: v for k, v in record.items() if k in previous and previous[k] != v}
     if differ:
         diff = ", ".join(f"{k}: {previous[k]!r} there, {v!r} here" for k, v in differ.items())
-        raise TrainingError(f"model_dir {model_dir} holds a checkpoint of a different model ({diff}); "
+        raise BadInput(f"model_dir {model_dir} holds a checkpoint of a different model ({diff}); "
                             "use another --model_dir")
 
 
 def check_writable(model_dir: str) -> None:
     """Refuses a ``model_dir`` that cannot be written (or lies under a file), before any write."""
-    if "://" in model_dir:
-        return
-    existing = os.path.abspath(model_dir)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise TrainingError(f"model_dir {model_dir} is not writable ({existing} is a file)")
-    try:  # a real probe: os.access says yes to root even on read-only file systems
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as err:
-        raise TrainingError(f"model_dir {model_dir} is not writable ({err.strerror}: {existing})") from None
+    try:
+        files.check_writable(model_dir, "model_dir")
+    except ValueError as err:
+        raise BadInput(str(err)) from None
 
 
 def write_atomically(path: str, text: str) -> None:
@@ -243,7 +234,8 @@ def restore_weights(model: keras.Model, model_dir: str, log: Log = print, best: 
         The checkpoint's training step.
 
     Raises:
-        TrainingError: no checkpoint, or none readable.
+        BadInput: no checkpoint (nothing was trained in ``model_dir``).
+        TrainingError: none readable.
     """
     step = tf.Variable(0, dtype=tf.int64, trainable=False)
     checkpoint = make_checkpoint(model, step=step)
@@ -255,7 +247,8 @@ def restore_weights(model: keras.Model, model_dir: str, log: Log = print, best: 
     directory = best_dir(model_dir) if best else checkpoint_dir(model_dir)
     manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=None)
     if restore_newest(checkpoint, manager, log) is None:
-        raise TrainingError(f"no checkpoint in {directory}")
+        raise BadInput(f"no checkpoint in {directory}: train there first (tfresnet-train with the same "
+                       "--model_dir), or name the run's folder with --model_dir")
     return int(step.numpy())
 
 

@@ -30,9 +30,14 @@ class ImageClassifier(keras.Model):
         self.preprocessing = None if preprocessing is None else Preprocessing.from_dict(preprocessing)
         self._in_channels: int | None = None
 
+    # How many times smaller the last feature map is than the input (the total stride); an input
+    # smaller than that would be reduced below one pixel. Each model family sets its own.
+    reduction: int = 1
+
     def build(self, input_shape):
         # Subclassed models create their variables by tracing ``call`` once on a symbolic input;
         # load_model() calls this too, so a reloaded model is complete before weights are set.
+        self.check_input_size(input_shape)
         self._in_channels = input_shape[-1]
         self.compute_output_spec(keras.KerasTensor(tuple(input_shape)))
         # Only now do all BatchNorm layers exist (blocks make their shortcut's in build()).
@@ -62,6 +67,19 @@ class ImageClassifier(keras.Model):
     def takes_uint8(self) -> bool:
         """Whether the model normalises uint8 images itself (it has a preprocessing record)."""
         return self.preprocessing is not None
+
+    def check_input_size(self, input_shape) -> None:
+        """Refuses images smaller than the model's total stride (``reduction``), naming both.
+
+        Raises:
+            ValueError: a height or width below ``reduction`` (e.g. ResNet-50 at 7 pixels).
+        """
+        sides = [d for d in tuple(input_shape)[1:3] if d is not None]
+        if len(tuple(input_shape)) == 4 and sides and min(sides) < self.reduction:
+            raise ValueError(
+                f"{self.name} needs images of at least {self.reduction}x{self.reduction} pixels (it downsamples "
+                f"{self.reduction}x), got {'x'.join(map(str, sides))}; use a larger --image_size or a model for "
+                "small images (resnet20_cifar, mnist_resnet)")
 
     def check_inputs(self, x) -> None:
         """Rejects inputs of the wrong rank, dtype, or channel count, naming shapes."""

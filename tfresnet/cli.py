@@ -216,8 +216,9 @@ def main(argv: Sequence[str], mode: str | None = None) -> int:
     """Runs the command line; returns the exit status."""
     prog = "tfresnet-eval" if mode == "eval" else "tfresnet-train"
     verbose = any(a in ("--verbose", "--verbose=true", "--verbose=True") for a in argv)
-    # TensorFlow's C++ start-up chatter would bury the one-line errors below.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "2")
+    # TensorFlow's C++ log lines (start-up chatter, a JPEG decoder's complaint about the file that the
+    # error below names) would bury the one-line errors: only --verbose shows them.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "3")
     try:
         cfg = config_from_flags(argv)
         if mode:
@@ -235,11 +236,10 @@ def main(argv: Sequence[str], mode: str | None = None) -> int:
     except flags.Error as err:
         print(f"{prog}: error: {str(err).removeprefix('ERROR:: ')}", file=sys.stderr)
         return 2
-    except (ValueError, KeyError, FileNotFoundError, TypeError) as err:
+    except BAD_INPUT as err:
         if verbose:
             raise
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
         return 2
     except Exception as err:  # TrainingError, TensorFlow errors: still one line unless --verbose
         if hasattr(err, "exit_code"):  # training.Preempted: checkpoint saved, rerun to resume
@@ -247,9 +247,22 @@ def main(argv: Sequence[str], mode: str | None = None) -> int:
             return err.exit_code
         if verbose:
             raise
-        print(f"{prog}: error: {error_line(err)}", file=sys.stderr)
-        return 1
+        line = error_line(err)
+        print(f"{prog}: error: {line}", file=sys.stderr)
+        # The input pipeline's own checks (an image that does not decode, a label out of range) name
+        # bad input found while reading it: exit status 2 like every other bad input.
+        return 2 if not line.startswith(f"{type(err).__name__}: ") else 1
     return 0
+
+
+# Bad input (exit status 2): a bad value, name, file or folder; BadInput is a ValueError.
+BAD_INPUT = (ValueError, KeyError, FileNotFoundError, NotADirectoryError, IsADirectoryError, TypeError)
+
+
+def one_line(err: BaseException) -> str:
+    """The message of a bad-input error on one line (a ``KeyError``'s without its quotes)."""
+    message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    return " ".join(message.split())
 
 
 def error_line(err: Exception) -> str:
@@ -298,15 +311,45 @@ KWS_USAGE = """usage:
   tfresnet-kws export   --model=RUN --tflite=OUT.tflite [--int8_data=SPEECH_COMMANDS_DIR]"""
 
 
-def _kws(command: str, files: list[str]) -> None:
-    from tfresnet import spotting  # noqa: PLC0415
+def _check_kws(command: str, wavs: list[str]) -> None:
+    """What ``tfresnet-kws`` can check without TensorFlow: flags, paths and the WAV files' headers."""
+    from tfresnet import files  # noqa: PLC0415
 
     f = KWS_FLAGS
     if not f.model:
         raise flags.Error("--model is required (a few-shot run folder, .keras or .tflite)")
+    if not os.path.exists(f.model):
+        raise FileNotFoundError(f"no encoder at {f.model} (expected a run folder with model.keras, a .keras or a "
+                                ".tflite file)")
     if command == "export":
         if not f.tflite:
             raise flags.Error("export needs --tflite=OUT.tflite")
+        files.check_writable(f.tflite, "--tflite", folder=False)
+        if f.int8_data and not os.path.isdir(f.int8_data):
+            raise FileNotFoundError(f"--int8_data {f.int8_data} is not a folder (a Speech Commands folder of "
+                                    "training clips)")
+        return
+    if not f.keywords:
+        raise flags.Error(f"{command} needs --keywords=K.json")
+    if not wavs:
+        raise flags.Error(f"{command} needs WAV files")
+    if command == "enroll":
+        if not f.keyword:
+            raise flags.Error("enroll needs --keyword=NAME")
+        if not 1 <= len(wavs) <= 5:
+            raise ValueError(f"enroll {f.keyword!r} with 1 to 5 recordings, got {len(wavs)}")
+        files.check_writable(f.keywords, "--keywords", folder=False)
+    elif not os.path.exists(f.keywords):
+        raise FileNotFoundError(f"keywords file not found: {f.keywords} (tfresnet-kws enroll writes it)")
+    for wav in wavs:
+        files.check_wav(wav, 16_000)
+
+
+def _kws(command: str, wavs: list[str]) -> None:
+    from tfresnet import spotting  # noqa: PLC0415
+
+    f = KWS_FLAGS
+    if command == "export":
         encoder = spotting.load_encoder(f.model)
         representative = None
         if f.int8_data:
@@ -315,29 +358,23 @@ def _kws(command: str, files: list[str]) -> None:
         size = spotting.export_tflite(encoder, f.tflite, representative)
         print(f"wrote {f.tflite} ({'int8' if representative is not None else 'float32'}, {size / 1024:.0f} KiB)")
         return
-    if not f.keywords:
-        raise flags.Error(f"{command} needs --keywords=K.json")
-    if not files:
-        raise flags.Error(f"{command} needs WAV files")
     spotter = spotting.KeywordSpotter.load(f.model, threshold=f.threshold)
     if command == "enroll":
-        if not f.keyword:
-            raise flags.Error("enroll needs --keyword=NAME")
         if os.path.exists(f.keywords):
             spotter.load_keywords(f.keywords)
-        spotter.enroll(f.keyword, files)
+        replaced = f.keyword in spotter.keywords
+        spotter.enroll(f.keyword, wavs)
         spotter.save_keywords(f.keywords)
-        print(f"enrolled {f.keyword!r} from {len(files)} recording(s) into {f.keywords} "
-              f"({len(spotter.keywords)} keyword(s))")
+        print(f"{'re-enrolled' if replaced else 'enrolled'} {f.keyword!r} from {len(wavs)} recording(s) into "
+              f"{f.keywords} ({len(spotter.keywords)} keyword(s))"
+              + ("; its earlier recordings are replaced" if replaced else ""))
         return
-    if not os.path.exists(f.keywords):
-        raise FileNotFoundError(f"keywords file not found: {f.keywords} (tfresnet-kws enroll writes it)")
     spotter.load_keywords(f.keywords)
     if command == "classify":
-        for path, match in zip(files, spotter.classify(files)):
+        for path, match in zip(wavs, spotter.classify(wavs)):
             print(f"{path} {match.keyword} {match.score:.3f}")
     else:
-        for path in files:
+        for path in wavs:
             for d in spotter.detect(path, hop=f.hop):
                 print(f"{path} {d.start:.2f} {d.keyword} {d.score:.3f}")
 
@@ -350,17 +387,17 @@ def _run_tool(prog: str, flag_values: flags.FlagValues, argv: Sequence[str], bod
     ``FileNotFoundError`` or ``errors`` exit 2 with ``prog: error: ...``.
     """
     verbose = "--verbose" in argv
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "3")  # as in main()
     try:
         flag_values.unparse_flags()
         body(flag_values(list(argv))[1:], (lambda: None) if verbose else _import_tensorflow_quietly)
     except flags.Error as err:
         print(f"{prog}: error: {str(err).removeprefix('ERROR:: ')}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError, *errors) as err:
+    except (*BAD_INPUT, *errors) as err:
         if verbose:
             raise
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
         return 2
     return 0
 
@@ -370,7 +407,10 @@ def kws_main(argv: Sequence[str]) -> int:
 
     def body(rest, load_tensorflow):
         if not rest or rest[0] not in ("enroll", "classify", "detect", "export"):
-            raise flags.Error(f"expected a command: enroll, classify, detect or export\n{KWS_USAGE}")
+            got = f" (got {rest[0]!r})" if rest else ""
+            raise flags.Error(f"expected a command: enroll, classify, detect or export{got}, e.g. tfresnet-kws "
+                              "enroll --model=RUN --keywords=K.json --keyword=NAME a.wav")
+        _check_kws(rest[0], rest[1:])  # before TensorFlow loads: a bad flag or file answers at once
         load_tensorflow()
         _kws(rest[0], rest[1:])
 
@@ -409,6 +449,9 @@ def shards_main(argv: Sequence[str]) -> int:
             raise flags.Error(f"unexpected arguments {rest} (flags look like --name=value)")
         if not f.out_dir:
             raise flags.Error("--out_dir is required: the shard folder to write")
+        from tfresnet import files  # noqa: PLC0415 - no TensorFlow: answers before it loads
+
+        files.check_writable(f.out_dir, "--out_dir")
         load_tensorflow()
         from tfresnet import data  # noqa: PLC0415
 

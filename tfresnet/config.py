@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from tfresnet.errors import BadInput
 from tfresnet.registry import unknown_name
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -25,6 +26,52 @@ KEEP_BEST_BY = ("accuracy", "loss")
 def _choice(field: str, value: str, options: tuple[str, ...]) -> None:
     if value not in options:
         raise unknown_name(field, value, list(options))
+
+
+# Options only some choices read: (options, the field that chooses, the choices that read them;
+# None: any true value of that field). Set to anything but their default under another choice they
+# would be ignored without a word, so TrainConfig refuses them, naming both (one rule for all).
+_FEWSHOT_ONLY = ("n_way", "k_shot", "n_query", "episodes_per_epoch", "eval_episodes", "train_n_way", "fewshot_loss",
+                 "logit_scale", "margin", "splice_words", "splice_cut", "extra_words_dir", "metric", "time_shift",
+                 "noise_probability", "noise_snr_db", "spec_augment", "speed", "formant")
+_CLASSIFY_ONLY = ("pretrained", "freeze_backbone_epochs", "backbone_lr_scale", "classes", "examples_per_class",
+                  "image_size", "augment", "bad_images", "data_service", "mixup", "cutmix", "randaugment_ops",
+                  "randaugment_magnitude", "ema", "ema_warmup", "drop_path_rate", "label_smoothing")
+OPTION_SCOPES: tuple[tuple[tuple[str, ...], str, tuple[str, ...] | None], ...] = (
+    (_FEWSHOT_ONLY, "task", ("fewshot",)),
+    (_CLASSIFY_ONLY, "task", ("classify",)),
+    (("momentum", "nesterov"), "optimizer", ("sgd",)),
+    (("lr_boundaries", "lr_decay"), "lr_schedule", ("piecewise",)),
+    (("warmup_steps",), "lr_schedule", ("piecewise", "cosine", "onecycle")),
+    (("ema_warmup",), "ema", None),
+    (("randaugment_magnitude",), "randaugment_ops", None),
+)  # not keep_best_by: recipes set it, and --nokeep_best for a short --mode=train run must still work
+
+
+# The built-in names of the fields OPTION_SCOPES chooses by (tests/test_config.py checks them against
+# their tables). A name registered by a user (an optimizer reading cfg.momentum, say) may read any
+# option, and an unknown name is reported as unknown by the table: the rule leaves both alone.
+BUILT_IN = {"task": ("classify", "fewshot"), "optimizer": ("adam", "adamw", "sgd"),
+            "lr_schedule": ("constant", "cosine", "onecycle", "piecewise")}
+
+
+def _check_scopes(cfg: "TrainConfig") -> None:
+    """Refuses an option set for a choice that does not read it (``OPTION_SCOPES``)."""
+    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(cfg)}
+    for options, field, choices in OPTION_SCOPES:
+        chosen = getattr(cfg, field)
+        if choices is not None and chosen not in BUILT_IN[field]:
+            continue
+        if chosen in choices if choices is not None else bool(chosen):
+            continue
+        given = [o for o in options if getattr(cfg, o) != defaults[o]]
+        if not given:
+            continue
+        if choices is None:
+            raise BadInput(f"{', '.join(given)} {'has' if len(given) == 1 else 'have'} no effect without {field} "
+                           f"(got {field}={chosen!r}); set {field} or drop {', '.join(given)}")
+        raise BadInput(f"{field} {chosen} does not take {', '.join(given)} (options of {field} {' or '.join(choices)})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,6 +236,7 @@ class TrainConfig:
     verbose: bool = False
 
     def __post_init__(self):
+        _check_scopes(self)
         _choice("precision", self.precision, PRECISIONS)
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("mode", self.mode, MODES)
@@ -215,6 +263,9 @@ class TrainConfig:
             value = getattr(self, field)
             if value is not None and value <= 0:
                 raise ValueError(f"{field} must be positive, got {value}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1) (SGD's decay of past gradients, e.g. 0.9), got "
+                             f"{self.momentum}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if not self.backbone_lr_scale > 0:
@@ -235,8 +286,6 @@ class TrainConfig:
         for field in ("mixup", "cutmix"):
             if getattr(self, field) < 0:
                 raise ValueError(f"{field} must be >= 0 (a Beta parameter; 0 is off), got {getattr(self, field)}")
-            if getattr(self, field) and self.task != "classify":
-                raise ValueError(f"{field} mixes image batches: it is an option of task classify, not {self.task}")
         if self.randaugment_ops < 0 or not 0 <= self.randaugment_magnitude <= 10:
             raise ValueError(f"randaugment: ops must be >= 0 and magnitude in [0, 10], got {self.randaugment_ops} "
                              f"and {self.randaugment_magnitude}")
@@ -244,8 +293,6 @@ class TrainConfig:
             raise ValueError(f"ema must be in [0, 1) (a decay such as 0.9999; 0 is off), got {self.ema}")
         if self.ema and self.keep_best:
             raise ValueError("ema and keep_best together are not supported yet: keep_best would keep the raw weights")
-        if self.ema and self.task != "classify":
-            raise ValueError(f"ema is an option of task classify, not {self.task}")
         if not 0 <= self.drop_path_rate < 1:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         if self.label_smoothing >= 1:

@@ -19,19 +19,24 @@ only) and name themselves when they do not decode.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import os
 import pathlib
 import re
+import shutil
 import sys
+import textwrap
 from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from tfresnet import augment as augment_lib
+from tfresnet import files as files_lib
 from tfresnet import shards as shards_lib
+from tfresnet.errors import BadInput
 from tfresnet.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -58,6 +63,8 @@ class Recipe:
         in_memory: Small enough to hold as arrays.
         fixed_size: Every stored image already has ``image_shape`` (arrays, resized folders);
             False for streams of images of any size (ImageNet), which ``eval_resize`` fits.
+        download_url: Where tensorflow-datasets downloads it from ("" for a manual download):
+            probed for a few seconds before a download, which offline would retry for minutes.
     """
 
     num_classes: int
@@ -70,6 +77,7 @@ class Recipe:
     splits: tuple[str, str] = ("train", "test")
     in_memory: bool = True
     fixed_size: bool = True
+    download_url: str = "https://storage.googleapis.com/tfds-data/"
 
     @property
     def preprocessing(self) -> Preprocessing:
@@ -79,17 +87,21 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     # No augmentation for MNIST: the tutorial recipe reaches 99.3%+ without it.
-    "mnist": Recipe(10, (28, 28, 1), (0.1307,), (0.3081,), tfds_name="mnist"),
-    "fashion_mnist": Recipe(10, (28, 28, 1), (0.2860,), (0.3530,), tfds_name="fashion_mnist"),
+    "mnist": Recipe(10, (28, 28, 1), (0.1307,), (0.3081,), tfds_name="mnist",
+                    download_url="https://storage.googleapis.com/cvdf-datasets/mnist/"),
+    "fashion_mnist": Recipe(10, (28, 28, 1), (0.2860,), (0.3530,), tfds_name="fashion_mnist",
+                            download_url="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"),
     "cifar10": Recipe(10, (32, 32, 3), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), "cifar",
-                      tfds_name="cifar10"),
+                      tfds_name="cifar10", download_url="https://www.cs.toronto.edu/~kriz/"),
     "cifar100": Recipe(100, (32, 32, 3), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), "cifar",
-                       tfds_name="cifar100"),
+                       tfds_name="cifar100", download_url="https://www.cs.toronto.edu/~kriz/"),
     "imagenette": Recipe(10, (224, 224, 3), IMAGENET_MEAN, IMAGENET_STD, "inception", "center_crop",
-                         "imagenette/full-size-v2", ("train", "validation"), in_memory=False, fixed_size=False),
+                         "imagenette/full-size-v2", ("train", "validation"), in_memory=False, fixed_size=False,
+                         download_url="https://s3.amazonaws.com/fast-ai-imageclas/"),
     # Manual download, as TFDS requires: put the ILSVRC2012 tars in <data_dir>/downloads/manual.
     "imagenet2012": Recipe(1000, (224, 224, 3), IMAGENET_MEAN, IMAGENET_STD, "inception", "center_crop",
-                           "imagenet2012", ("train", "validation"), in_memory=False, fixed_size=False),
+                           "imagenet2012", ("train", "validation"), in_memory=False, fixed_size=False,
+                           download_url=""),
 }
 SOURCES = sorted(RECIPES) + ["folder", "npz", "shards", "synthetic"]
 # The epoch count of a training stream that repeats forever.
@@ -134,6 +146,7 @@ class Source:
     stream: tf.data.Dataset | None = None
     files: np.ndarray | None = None
     shards: shards_lib.ShardSet | None = None
+    class_names: tuple[str, ...] | None = None  # where the data names its classes (folders, shards)
 
     @property
     def num_classes(self) -> int:
@@ -158,6 +171,25 @@ def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
         )
 
 
+def check_classes(source: Source) -> None:
+    """Refuses a training split that cannot train a classifier: one class, or examples of one class only.
+
+    Raises:
+        ValueError: one line naming the split and its class.
+    """
+    where = f"{source.name} {source.split}"
+    names = f" ({', '.join(source.class_names)})" if source.class_names else ""
+    if source.num_classes < 2:
+        raise ValueError(f"{where} has {source.num_classes} class{names}; a classifier needs at least 2 (one "
+                         "sub-folder per class, or labels 0..N-1 with N >= 2)")
+    if source.labels is not None and len(source.labels):  # arrays and folders know their labels up front
+        present = np.unique(source.labels)
+        if len(present) < 2:
+            name = source.class_names[present[0]] if source.class_names else present[0]
+            raise ValueError(f"{where}: all {len(source.labels)} examples are of class {name}; a classifier needs "
+                             "examples of at least 2 classes")
+
+
 def load_npz(path: str | os.PathLike, split: str, num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Reads one split of a Keras-layout ``.npz`` (``x_train``, ``y_train``, ``x_test``, ``y_test``).
 
@@ -171,8 +203,13 @@ def load_npz(path: str | os.PathLike, split: str, num_classes: int | None = None
         int32 ``(N,)``.
     """
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a .npz file: name the Keras-layout .npz file itself "
+                         f"(e.g. {path / 'mnist.npz'})")
     if not path.is_file():
         raise FileNotFoundError(f"npz file not found: {path}")
+    files_lib.check_kind(path, ("a ZIP archive", "an empty ZIP archive"),
+                         "a Keras-layout .npz array file (x_train, y_train, x_test, y_test)")
     base, count = _parse_split(split)
     if base not in ("train", "test"):
         raise ValueError(f"{path}: unknown split {split!r}; a Keras-layout .npz has 'train' and 'test'")
@@ -227,20 +264,86 @@ def _local_npz(name: str, data_dir: str | None) -> pathlib.Path | None:
     return None
 
 
+def unreachable(url: str, timeout: float = 5.0) -> str | None:
+    """Why ``url``'s server cannot be reached within ``timeout`` seconds, or None when it answers.
+
+    Any HTTP answer (even 403 or 404) means the network is there; proxies in the environment
+    (``HTTPS_PROXY``) are used as a download would use them.
+    """
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    host = url.split("/")[2]
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return None
+    except urllib.error.URLError as err:
+        return f"no connection to {host}: {getattr(err.reason, 'strerror', None) or err.reason}"
+    except (OSError, ValueError) as err:  # timeouts, resets
+        return f"no answer from {host} within {timeout:g} s ({type(err).__name__})"
+    return None
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+    """tensorflow-datasets warns through absl's logger about folders it has not made yet: not our user's concern."""
+    import logging  # noqa: PLC0415
+
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _check_available(name: str, recipe: Recipe, builder, data_dir: str | None) -> None:
+    """Refuses, in seconds, a dataset that is not prepared and cannot be downloaded now (offline, a
+    manual download), instead of tensorflow-datasets retrying for minutes."""
+    # Prepared already, or a stand-in that downloads nothing (tfds.testing.mock_data): nothing to probe.
+    mocked = not type(builder).download_and_prepare.__module__.startswith("tensorflow_datasets.core")
+    if builder.is_prepared() or mocked:
+        return
+    where = data_dir or "tensorflow-datasets' data_dir (~/tensorflow_datasets)"
+    if not recipe.download_url:
+        manual = os.path.join(data_dir or "~/tensorflow_datasets", "downloads", "manual")
+        raise BadInput(f"{name} is not prepared in {where} and needs a manual download: put its archives in "
+                       f"{manual} (see tensorflow-datasets' {recipe.tfds_name} page), or name its shards with "
+                       "--dataset=shards")
+    reason = unreachable(recipe.download_url)
+    if reason:
+        local = (f"put {name}.npz (Keras layout) in a folder and pass --data_dir=FOLDER (or set ${DATA_DIR_ENV})"
+                 if recipe.in_memory else "prepare it on a machine online and pass its folder as --data_dir")
+        raise BadInput(f"{name} is not in {where} and cannot be downloaded ({reason}); {local}")
+
+
 def _load_tfds(name: str, recipe: Recipe, split: str, data_dir: str | None) -> Source:
     import tensorflow_datasets as tfds  # noqa: PLC0415 - only users of TFDS pay for importing it
 
     train = split.startswith(recipe.splits[0])
+    root = data_dir or os.path.expanduser(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))
+    # Folders a failed download would leave behind, empty or half-filled: removed again on failure.
+    watched = (root, os.path.join(root, "downloads"), os.path.join(root, recipe.tfds_name.split("/")[0]))
+    new_folders = [d for d in watched if "://" not in d and not os.path.exists(d)]
     try:
-        stream = tfds.load(recipe.tfds_name, split=split, data_dir=data_dir, as_supervised=True,
-                           shuffle_files=train and not recipe.in_memory,
-                           read_config=tfds.ReadConfig(shuffle_seed=0, try_autocache=False))
-        splits = tfds.builder(recipe.tfds_name, data_dir=data_dir).info.splits
+        with _quiet_absl():
+            _check_available(name, recipe, tfds.builder(recipe.tfds_name, data_dir=data_dir), data_dir)
+            stream = tfds.load(recipe.tfds_name, split=split, data_dir=data_dir, as_supervised=True,
+                               shuffle_files=train and not recipe.in_memory,
+                               read_config=tfds.ReadConfig(shuffle_seed=0, try_autocache=False))
+            splits = tfds.builder(recipe.tfds_name, data_dir=data_dir).info.splits
+    except BadInput:
+        raise
     except Exception as err:  # download, manual-download and parsing errors all land here
+        for folder in reversed(new_folders):
+            shutil.rmtree(folder, ignore_errors=True)
         local = f" or put {name}.npz in data_dir / ${DATA_DIR_ENV}" if recipe.in_memory else ""
-        raise RuntimeError(
+        reason = textwrap.shorten(str(err).splitlines()[0] if str(err) else "", 200, placeholder=" ...")
+        raise BadInput(
             f"tensorflow-datasets could not load {recipe.tfds_name!r} split {split!r} from "
-            f"{data_dir or 'its default data_dir'} ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+            f"{data_dir or 'its default data_dir'} ({type(err).__name__}: {reason}); "
             f"prepare it with tfds.builder({recipe.tfds_name!r}).download_and_prepare(){local}"
         ) from None
     if recipe.in_memory:
@@ -323,12 +426,13 @@ def _folder_files(root: pathlib.Path, split: str,
         raise ValueError(f"unknown split {split!r} for an image folder; expected 'train' or 'test'")
     split_dirs = (root / "train").is_dir() and (root / "test").is_dir()
     base = root / split if split_dirs else root
-    class_names = sorted(d.name for d in base.iterdir() if d.is_dir())
+    # Hidden entries (.DS_Store, .ipynb_checkpoints, ._* of macOS) are never classes or images.
+    class_names = sorted(d.name for d in base.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not class_names:
         raise ValueError(f"{base} has no class sub-folders; expected {base}/<class>/<image>.jpg")
     files, labels = [], []
     for label, cls in enumerate(class_names):
-        found = sorted(p for p in (base / cls).iterdir() if p.is_file())
+        found = sorted(p for p in (base / cls).iterdir() if p.is_file() and not p.name.startswith("."))
         if not found:
             raise ValueError(f"class folder {base / cls} is empty")
         for p in found:
@@ -377,7 +481,9 @@ def load_folder(path: str | os.PathLike, split: str, image_size: int = 256,
     chosen, labels = choose_examples(np.array(labels, np.int32), len(class_names), classes, examples_per_class, seed,
                                      f"image folder {base}")
     recipe = _files_recipe(len(classes) or len(class_names), image_size)
-    return Source(f"folder:{root}", split, recipe, len(chosen), labels=labels, files=np.array(files)[chosen])
+    names = tuple(class_names[c] for c in classes) if classes else tuple(class_names)
+    return Source(f"folder:{root}", split, recipe, len(chosen), labels=labels, files=np.array(files)[chosen],
+                  class_names=names)
 
 
 def _files_recipe(num_classes: int, image_size: int) -> Recipe:
@@ -390,7 +496,7 @@ def load_shard_folder(path: str, split: str, image_size: int = 256) -> Source:
     """A split of a shard folder written by ``write_shards`` (``tfresnet-shards``); local or ``gs://``."""
     shard_set, class_names = shards_lib.load_shards(path, split)
     return Source(f"shards:{path}", split, _files_recipe(len(class_names), image_size), shard_set.num_examples,
-                  shards=shard_set)
+                  shards=shard_set, class_names=tuple(class_names))
 
 
 def write_shards(name: str, data_dir: str | None, out_dir: str, num_shards: int, splits: Sequence[str] = (),

@@ -15,6 +15,8 @@ from typing import Callable, Mapping
 import keras
 import numpy as np
 
+from tfresnet.errors import DownloadError
+
 # The registered models whose layers match keras.applications, for pretrained="imagenet".
 KERAS_APPLICATIONS = {
     "resnet50": "ResNet50",
@@ -111,7 +113,7 @@ def load_keras_application(model: keras.Model, name: str) -> int:
     except ValueError:
         raise
     except Exception as err:  # urllib/OSError/HTTP errors all mean the same thing to a user
-        raise RuntimeError(
+        raise DownloadError(
             f"could not fetch ImageNet weights for {name} through keras.applications "
             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
             "connect to the internet once, or place the .h5 file in ~/.keras/models"

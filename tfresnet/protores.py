@@ -242,6 +242,18 @@ class PrototypicalNetwork(keras.Model):
         embedded = tf.math.l2_normalize(tf.cast(self.encoder(x, training=training), tf.float32), -1)
         cosines = tf.matmul(embedded, tf.math.l2_normalize(tf.cast(self.word_head.kernel, tf.float32), 0))
         labels = tf.cast(labels, tf.int32)
+        # A label outside the head makes a NaN loss: say so instead (eagerly, or in a graph; XLA drops
+        # the check, and the engine builds the head from the labels it trains on).
+        message = f"{self.name}: a word label is outside the word classifier's {self.classes} classes"
+        if tf.executing_eagerly():
+            low, high = (int(f(labels)) for f in (tf.reduce_min, tf.reduce_max)) if labels.shape.num_elements() \
+                else (0, 0)
+            if low < 0 or high >= self.classes:
+                raise ValueError(f"{message} (labels {low}..{high})")
+        else:
+            with tf.control_dependencies([tf.debugging.assert_less(labels, self.classes, message=message),
+                                          tf.debugging.assert_non_negative(labels, message=message)]):
+                labels = tf.identity(labels)
         logits = self.logit_scale * (cosines - self.margin * tf.one_hot(labels, self.classes))
         loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
         return loss, tf.cast(tf.equal(tf.argmax(cosines, -1, output_type=tf.int32), labels), tf.float32)

@@ -129,6 +129,11 @@ class ResNet(ImageClassifier):
         self.pool = keras.layers.GlobalAveragePooling2D(name="avg_pool")
         self.head = self.make_head()
 
+    @property
+    def reduction(self) -> int:
+        """The total stride: 4 in the ImageNet stem (1 in the CIFAR one), then 2 per stage transition."""
+        return (4 if self.stem == "imagenet" else 1) * 2 ** (len(self.depths) - 1)
+
     def extract_features(self, x, training: bool = False) -> dict[str, tf.Tensor]:
         """Feature maps of the stem and every stage, and the pooled features.
 

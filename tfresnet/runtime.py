@@ -16,10 +16,7 @@ import keras
 import tensorflow as tf
 
 from tfresnet.config import TrainConfig
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (non-finite loss, incompatible model directory, lost worker, ...)."""
+from tfresnet.errors import TrainingError  # noqa: F401 - long imported from here
 
 
 def _tpu_address(tpu: str | None) -> str:

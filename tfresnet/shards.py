@@ -138,7 +138,7 @@ def write_shards(examples: Iterable[tuple[bytes | str, int, str]], folder: str, 
     manifest_path = os.path.join(folder, MANIFEST)
     manifest = read_manifest(folder) if tf.io.gfile.exists(manifest_path) else {"format": FORMAT, "splits": {}}
     if split in manifest["splits"] and not overwrite:
-        raise ValueError(f"{folder} already holds split {split!r}; pass overwrite to replace it")
+        raise ValueError(f"{folder} already holds split {split!r}; pass --overwrite (overwrite=True) to replace it")
     if manifest.get("classes", list(classes)) != list(classes):
         raise ValueError(f"{folder} holds classes {manifest['classes'][:5]}..., not {list(classes)[:5]}...")
     names = [f"{split}-{i:05d}-of-{num_shards:05d}.tfrecord" for i in range(num_shards)]

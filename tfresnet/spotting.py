@@ -21,13 +21,14 @@ import os
 import pathlib
 import tempfile
 import warnings
+import zipfile
 from typing import Iterable, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfresnet import audio, protores  # noqa: F401 (protores: registers the encoders for load_model)
+from tfresnet import audio, files, protores  # noqa: F401 (protores: registers the encoders for load_model)
 
 UNKNOWN = "unknown"
 
@@ -90,16 +91,46 @@ class LiteEncoder:
         return y
 
 
+# The few-shot encoders' class names (what a .keras file's config.json calls its model).
+ENCODER_CLASSES = ("ProtoResEncoder",)
+
+
+def _keras_class(path: pathlib.Path) -> str:
+    """The class a ``.keras`` file's ``config.json`` names; a one-line error if it is no Keras archive."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read("config.json")).get("class_name", "?")
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError):
+        raise ValueError(f"{path} is {files.describe(path)}, not a saved Keras model (.keras)") from None
+
+
 def load_encoder(path: str | os.PathLike) -> keras.Model | LiteEncoder:
-    """An encoder from a run folder (its ``model.keras``), a ``.keras`` file or a ``.tflite`` file."""
+    """An encoder from a run folder (its ``model.keras``), a ``.keras`` file or a ``.tflite`` file.
+
+    Raises:
+        FileNotFoundError: nothing there.
+        ValueError: one line when it is not a few-shot keyword encoder (an image classifier's run,
+            a file of another kind).
+    """
     path = pathlib.Path(path)
     if path.is_dir():
+        record = path / "run.json"
+        if record.is_file():
+            task = json.loads(record.read_text()).get("task")
+            if task != "fewshot":
+                raise ValueError(f"{path} is a run of task {task} ({json.loads(record.read_text()).get('model')}), "
+                                 "not a few-shot keyword encoder: pass the folder of a --task=fewshot run")
         path = path / "model.keras"
     if not path.is_file():
         raise FileNotFoundError(f"no encoder at {path} (expected a run folder with model.keras, a .keras "
                                 "or a .tflite file)")
     if path.suffix == ".tflite":
+        files.check_kind(path, ("a LiteRT (.tflite) model",), "a LiteRT encoder (.tflite)")
         return LiteEncoder(path)
+    found = _keras_class(path)
+    if found not in ENCODER_CLASSES:
+        raise ValueError(f"{path} holds a {found}, not a few-shot keyword encoder ({', '.join(ENCODER_CLASSES)}): "
+                         "pass the model.keras of a --task=fewshot run")
     return keras.models.load_model(path)
 
 
@@ -220,8 +251,10 @@ class KeywordSpotter:
         """Adds the keywords of a ``save_keywords`` file (of an encoder with the same embedding)."""
         try:
             saved = json.loads(pathlib.Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path}: not a keywords file ({err})") from None
+        except (OSError, ValueError) as err:  # JSON and UTF-8 errors are ValueErrors
+            what = files.describe(path)
+            raise ValueError(f"{path}: not a keywords file ({what if what != 'text' else err}; "
+                             "tfresnet-kws enroll writes one)") from None
         for name, vector in saved.items():
             self.keywords[name] = np.asarray(vector, np.float64)
 

@@ -32,6 +32,8 @@ from tfresnet.registry import Registry
 from tfresnet.runtime import Runtime
 
 Metrics = Mapping[str, keras.metrics.Metric]
+# Datasets held as arrays of one image size, which image_size cannot change.
+RECIPES_FIXED = {name: recipe.in_memory for name, recipe in data.RECIPES.items()}
 
 
 class Task(abc.ABC):
@@ -165,8 +167,6 @@ class ClassificationTask(Task):
         for field in ("batch_size", "eval_batch_size"):
             if getattr(cfg, field) % rt.replicas:
                 raise ValueError(f"{field} {getattr(cfg, field)} is not divisible by the {rt.replicas} replicas")
-        if cfg.extra_words_dir:
-            raise ValueError("task classify does not take extra_words_dir (an option of task fewshot)")
         self.train_source = self.eval_source = None
         # What the pipelines hand the steps: uint8 pixels when the model normalises them itself
         # (build_model decides), float32 inputs normalised on the host otherwise.
@@ -192,6 +192,9 @@ class ClassificationTask(Task):
             self.num_classes = spec.num_classes
             self.steps_per_epoch = cfg.train_steps or 100
             return
+        if cfg.image_size and (RECIPES_FIXED.get(cfg.dataset) or cfg.dataset == "npz"):
+            raise ValueError(f"image_size does not apply to dataset {cfg.dataset}: its images are arrays of one "
+                             "size (image_size sizes folders, shards, imagenette, imagenet2012 and synthetic data)")
         if training:
             self.train_source = data.load_source(cfg.dataset, cfg.train_split, cfg.data_dir, image_size, cfg.classes,
                                                  cfg.examples_per_class, cfg.seed)
@@ -201,6 +204,7 @@ class ClassificationTask(Task):
         source = self.train_source or self.eval_source
         self.input_shape, self.num_classes = source.recipe.image_shape, source.num_classes
         if training:
+            data.check_classes(self.train_source)
             self.steps_per_epoch = self.train_source.steps_per_epoch(cfg.batch_size)
             if self.steps_per_epoch == 0:
                 raise ValueError(f"batch_size {cfg.batch_size} is larger than the {self.train_source.num_examples} "
@@ -208,7 +212,7 @@ class ClassificationTask(Task):
 
     def train_iterator(self, start_step: int) -> Iterator:
         cfg = self.cfg
-        if self.train_source is None:
+        if cfg.dataset == "synthetic":
             dist = self.runtime.distribute(
                 lambda ctx: data.synthetic(self.input_shape, self.num_classes, cfg.batch_size, cfg.seed, ctx,
                                            cfg.mixup, cfg.cutmix, self.image_dtype))
@@ -226,6 +230,10 @@ class ClassificationTask(Task):
                                           image_dtype=self.image_dtype)))
 
     def eval_batches(self) -> Iterable:
+        if self.cfg.dataset == "synthetic":  # one batch of other random images: times the test step
+            return self.runtime.distribute(
+                lambda ctx: data.synthetic(self.input_shape, self.num_classes, self.cfg.batch_size,
+                                           self.cfg.seed + 1, ctx, image_dtype=self.image_dtype).take(1))
         # Padded to whole batches (weight 0 for the padding): one shape, one compiled test step.
         return self.runtime.distribute(
             lambda ctx: data.make_dataset(self.eval_source, self.cfg.eval_batch_size, training=False,
@@ -276,7 +284,8 @@ class ClassificationTask(Task):
         return steps.classifier_metrics_update(metrics)
 
     def eval_line(self, step: int, results: Mapping[str, float]) -> str:
-        metrics = ", ".join(f"{k}: {v:.4f}" for k, v in results.items())
+        # Percent, as the epoch lines print accuracies; the loss as it is.
+        metrics = ", ".join(f"{k}: {v:.4f}" if k == "loss" else f"{k}: {v * 100:.2f}%" for k, v in results.items())
         return f"Eval {self.cfg.eval_split or 'test'} at step {step}: {metrics}"
 
 
@@ -300,11 +309,6 @@ class FewShotTask(Task):
 
     def __init__(self, cfg: TrainConfig, rt: Runtime):
         super().__init__(cfg, rt)
-        image_only = [name for name, default in (("pretrained", None), ("freeze_backbone_epochs", 0),
-                                                 ("backbone_lr_scale", 1.0), ("classes", ()),
-                                                 ("examples_per_class", None)) if getattr(cfg, name) != default]
-        if image_only:
-            raise ValueError(f"task fewshot does not take {', '.join(image_only)} (options of task classify)")
         if cfg.eval_episodes % rt.replicas:
             raise ValueError(f"eval_episodes {cfg.eval_episodes} is not divisible by the {rt.replicas} replicas")
         self.train_clips: audio.SpokenKeywords | None = None
@@ -466,7 +470,8 @@ class FewShotTask(Task):
 
     def eval_line(self, step: int, results: Mapping[str, float]) -> str:
         return (f"Eval {self.eval_split(False)} keywords at step {step}: loss: {results['loss']:.4f}, accuracy: "
-                f"{results['accuracy']:.4f} ({self._shape()}, {self.cfg.eval_episodes} episodes, held-out speakers)")
+                f"{results['accuracy'] * 100:.2f}% ({self._shape()}, {self.cfg.eval_episodes} episodes, held-out "
+                "speakers)")
 
     def export_model(self, model: keras.Model) -> keras.Model:
         return model.encoder

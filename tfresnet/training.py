@@ -160,6 +160,9 @@ class Run:
         """
         with runtime.lost_worker_is_an_error(self.runtime.strategy, self.checkpointer.directory):
             start = self.restore()
+            if start >= self.task.total_steps:
+                self.log(f"Nothing left to train: the checkpoint is at step {start} of {self.task.total_steps} (raise "
+                         "--epochs or --train_steps to train further)")
             self.checkpointer.write_run_record(self.task.run_record())
             controller = Controller(
                 self.train_loop(), self.task.train_iterator(start), self.step, self.train_metrics, self.task.total_steps,

@@ -146,6 +146,8 @@ class MnistResNet(ImageClassifier):
         **kwargs: ``keras.Model`` arguments.
     """
 
+    reduction = 4  # two 2x2 max-pools
+
     def __init__(self, num_classes: int = 10, **kwargs):
         super().__init__(num_classes, **kwargs)
         self.conv1 = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="stem_conv")
@@ -202,6 +204,11 @@ class PreActResNet22(ImageClassifier):
         self.flatten = keras.layers.Flatten(name="flatten")
         self.fc = keras.layers.Dense(dense_units, activation="relu", name="fc")
         self.head = self.make_head()
+
+    @property
+    def reduction(self) -> int:
+        """The total stride: 2 in the stem, 2 in every stage."""
+        return 2 ** (1 + len(self.widths))
 
     def call(self, x, training=False):
         x = self.model_inputs(x)

@@ -25,6 +25,7 @@ from typing import Mapping
 
 import numpy as np
 
+from tfresnet.errors import DownloadError
 from tfresnet.port import KERAS_APPLICATIONS
 from tfresnet.preprocessing import CAFFE, INCEPTION, TORCHVISION, Preprocessing
 from tfresnet.registry import Registry, unknown_name
@@ -186,7 +187,7 @@ def fetch(source: WeightSource) -> pathlib.Path:
         return pathlib.Path(keras.utils.get_file(name, source.url, cache_dir=str(folder), cache_subdir="."))
     except Exception as err:  # URL, HTTP and OS errors all mean the same thing to a user
         reason = str(err).splitlines()[0][:200] if str(err) else ""
-        raise RuntimeError(
+        raise DownloadError(
             f"could not download the {source.source} weights of {source.model} from {source.url} "
             f"({type(err).__name__}: {reason}); download that file where you are online and pass its path: "
             f"create_model({source.model!r}, pretrained='/path/to/{name}') or --pretrained=/path/to/{name}"

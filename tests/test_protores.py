@@ -90,6 +90,12 @@ def test_cosine_episodes_and_the_word_classifier_match_numpy(rng):
     assert (clone.metric, clone.classes, clone.logit_scale, clone.margin) == ("cosine", 3, 16.0, 0.2)
     with pytest.raises(ValueError, match="no word classifier"):
         P.PrototypicalNetwork(identity).word_loss(x, y)
+    # A label the head has no class for is named, eagerly and in a graph, instead of a NaN loss.
+    outside = "a word label is outside the 3 classes of the word classifier"
+    with pytest.raises(ValueError, match=outside + " \\(labels 0..5\\)"):
+        net.word_loss(x, np.array([0, 1, 2, 5, 1, 0]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=outside):
+        tf.function(net.word_loss)(x, tf.constant([0, 1, 2, 5, 1, 0]))
     with pytest.raises(ValueError, match="metric must be one of euclidean, cosine, got 'cos'"):
         P.PrototypicalNetwork(identity, metric="cos")
 

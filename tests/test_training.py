@@ -102,7 +102,9 @@ def test_evaluate_builds_no_optimizer_reads_no_training_data_and_writes_nothing(
     # A training split that cannot be read: evaluation must never look at it.
     results = training.evaluate(cfg.replace(train_split="no_such_split"))
     assert results == {k[5:]: v for k, v in trained.items() if k.startswith("test_")}
-    assert "Eval test[:200] at step 5: loss: " in capsys.readouterr().out
+    line = capsys.readouterr().out
+    assert "Eval test[:200] at step 5: loss: " in line  # accuracies in percent, as the epoch lines print them
+    assert f"accuracy: {results['accuracy'] * 100:.2f}%" in line and f"top5: {results['top5'] * 100:.2f}%" in line
     assert sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in (tmp_path / "run").rglob("*")) == before
 
 

@@ -244,7 +244,7 @@ class PrototypicalNetwork(keras.Model):
         labels = tf.cast(labels, tf.int32)
         # A label outside the head makes a NaN loss: say so instead (eagerly, or in a graph; XLA drops
         # the check, and the engine builds the head from the labels it trains on).
-        message = f"{self.name}: a word label is outside the word classifier's {self.classes} classes"
+        message = f"{self.name}: a word label is outside the {self.classes} classes of the word classifier"
         if tf.executing_eagerly():
             low, high = (int(f(labels)) for f in (tf.reduce_min, tf.reduce_max)) if labels.shape.num_elements() \
                 else (0, 0)

@@ -38,3 +38,14 @@ def test_what_the_choice_reads_or_a_user_registered_name_passes():
     # The defaults of one task never count against the other.
     TrainConfig(task="fewshot")
     TrainConfig(task="classify")
+
+
+def test_every_option_has_one_help_text_and_one_section():
+    import dataclasses  # noqa: PLC0415
+
+    from tfresnet.config import SECTIONS  # noqa: PLC0415
+
+    fields = [f for f in dataclasses.fields(TrainConfig)]
+    assert all(len(f.metadata["help"]) > 10 for f in fields), [f.name for f in fields if not f.metadata["help"]]
+    placed = [name for names in SECTIONS.values() for name in names]
+    assert sorted(placed) == sorted(f.name for f in fields)  # each exactly once

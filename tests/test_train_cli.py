@@ -124,3 +124,39 @@ def test_console_scripts_are_declared():
     text = (REPO / "setup.cfg").read_text()
     assert "tfresnet-train = tfresnet.cli:run" in text and "tfresnet-eval = tfresnet.cli:run_eval" in text
     assert "tfresnet-kws = tfresnet.cli:run_kws" in text and "tfresnet-shards = tfresnet.cli:run_shards" in text
+
+
+HELP_SCRIPT = """
+import sys, time
+tic = time.perf_counter()
+from tfresnet import cli
+codes = [cli.main(["tfresnet-train", "--help"]), cli.main(["tfresnet-eval", "-h"], mode="eval"),
+         cli.kws_main(["tfresnet-kws", "--help"]), cli.shards_main(["tfresnet-shards", "--helpfull"]),
+         cli.main(["tfresnet-train", "--helpfull"])]
+print("RESULT", codes, "tensorflow" in sys.modules, round(time.perf_counter() - tic, 2))
+"""
+
+
+def test_help_of_every_command_lists_its_flags_by_section_with_defaults_at_once_without_tensorflow():
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", HELP_SCRIPT], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    *helps, result = proc.stdout.split("RESULT ")
+    codes, tensorflow, seconds = result.rsplit(" ", 2)[0], result.split()[-2], float(result.split()[-1])
+    assert codes.startswith("[0, 0, 0, 0, 0]") and tensorflow == "False" and seconds < 3, result
+    text = "".join(helps)
+    from tfresnet import config  # noqa: PLC0415
+
+    for title in config.SECTIONS:
+        assert f"\n{title}:\n" in text
+    assert "  --batch_size: GLOBAL batch size, split evenly over replicas.\n    (default: 32)" in text
+    assert "  --[no]deterministic: Bitwise-repeatable ops" in text and "(default: 'mnist')" in text
+    assert text.startswith("tfresnet-train: train a model") and "tfresnet-eval: evaluate the newest" in text
+    assert "tfresnet-kws enroll   --model=RUN" in text and "  --threshold: Scores (cosine similarity)" in text
+    assert "tfresnet-shards: convert a class folder" in text and "  --out_dir: The shard folder" in text
+    assert text.count("absl flags:\n  --flagfile: ") == 2  # --helpfull only
+    # Through the console script's module, as the README names it.
+    proc = subprocess.run([sys.executable, "-m", "tfresnet.train", "--help"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and "Optimisation:\n  --optimizer: " in proc.stdout

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import sys
+import textwrap
 from typing import Any, Sequence
 
 from absl import flags
@@ -22,114 +23,11 @@ from tfresnet.config import TrainConfig
 
 FLAGS = flags.FlagValues()  # our own registry: importing tfresnet never touches absl's global one
 
-_HELP = {
-    "task": "What to train, a name in tfresnet.tasks.TASKS: classify (images), fewshot (keyword spotting).",
-    "model": "Model name (tfresnet.list_models()); default: the task's own (mnist_resnet, protores).",
-    "dataset": "mnist, fashion_mnist, cifar10, cifar100, imagenette, imagenet2012, folder, npz, shards or "
-               "synthetic.",
-    "data_dir": "TFDS data dir (local or gs://), the .npz file, the image folder, or the shard folder (local or "
-                "gs://, written by tfresnet-shards).",
-    "train_split": "Training split; TFDS slicing allowed, e.g. train[:2000].",
-    "eval_split": "Evaluation split (default test). Few-shot: validation or test keywords (default: validation "
-                  "while training, test in tfresnet-eval).",
-    "image_size": "Image side for ImageNet-style and folder datasets.",
-    "augment": "Training augmentation, a name in tfresnet.augment.AUGMENTATIONS (default: the dataset's).",
-    "bad_images": "An image file or record that does not decode: fail (a one-line error naming it) or skip "
-                  "(a warning; another image of the batch takes its place, so resume stays exact).",
-    "data_service": "host:port of a tf.data service dispatcher: run reading, decoding and augmentation on its "
-                    "workers. Exact resume is given up (a resumed run starts at its epoch, not its exact batch).",
-    "classes": "Train and evaluate on these labels only, relabelled 0..n-1 in this order, e.g. 5,6,7,8,9 "
-               "(a folder's classes are its sorted sub-folders).",
-    "examples_per_class": "Keep this many training examples of each class, drawn with --seed.",
-    "model_options": "Model constructor options as key=value (JSON values), comma-separated, e.g. "
-                     "zero_init_residual=true or widths=[8,12,16].",
-    "model_dir": "Where checkpoints, TensorBoard logs, metrics.jsonl and the exported model go.",
-    "pretrained": "Start from pretrained weights: a source of the model (imagenet, torchvision, timm) or a "
-                  ".pth/.pt/.bin/.safetensors state dict. Other class counts get a fresh head; the weights' "
-                  "preprocessing is applied to the data.",
-    "freeze_backbone_epochs": "Train only the classifier head for the first N epochs (BatchNorm statistics frozen "
-                              "too); N >= epochs trains a linear probe.",
-    "backbone_lr_scale": "The backbone's learning rate as a fraction of the head's, e.g. 0.1 when fine-tuning.",
-    "epochs": "Training epochs (ignored when train_steps is set).",
-    "train_steps": "Total training steps; overrides epochs.",
-    "batch_size": "GLOBAL batch size, split evenly over replicas.",
-    "eval_batch_size": "GLOBAL evaluation batch size.",
-    "steps_per_loop": "Training steps per tf.function call.",
-    "target_accuracy": "Stop at the first epoch whose test accuracy reaches this fraction, e.g. 0.994.",
-    "optimizer": "A name in tfresnet.optim.OPTIMIZERS (an unknown name lists them).",
-    "learning_rate": "Base learning rate.",
-    "lr_scale_batch": "If set, learning_rate *= batch_size / lr_scale_batch.",
-    "lr_schedule": "A name in tfresnet.optim.SCHEDULES (an unknown name lists them).",
-    "lr_boundaries": "Piecewise schedule: steps at which the rate is multiplied by lr_decay.",
-    "lr_decay": "Piecewise schedule factor.",
-    "warmup_steps": "Linear warm-up steps (cosine, onecycle).",
-    "momentum": "SGD momentum.",
-    "nesterov": "Nesterov momentum.",
-    "weight_decay": "Weight decay; 0 is none (adamw included). sgd: L2 added to the gradient before momentum, "
-                    "as in the papers and torch.optim.SGD (1e-4 is He et al.'s). adam, adamw: decoupled, "
-                    "w -= lr * wd * w. Never on BatchNorm parameters or biases.",
-    "label_smoothing": "Label smoothing.",
-    "mixup": "Mixup's Beta parameter (0 is off): each training batch blended with its reverse, soft labels.",
-    "cutmix": "CutMix's Beta parameter (0 is off): a box of the reversed batch pasted in, labels by area. "
-              "With --mixup too, each batch picks one at even odds.",
-    "randaugment_ops": "RandAugment: ops applied to each training image after its augmentation (0 is off; "
-                       "timm's rand-m9-n2 is 2).",
-    "randaugment_magnitude": "RandAugment: strength of every op, 0-10 (timm's default 9).",
-    "ema": "Keep an exponential moving average of the weights with this decay (e.g. 0.9999; 0 is off): "
-           "each epoch evaluates both, and the average is what is exported and what tfresnet-eval measures.",
-    "ema_warmup": "Ramp the EMA decay up as min(ema, (1 + step) / (10 + step)).",
-    "drop_path_rate": "Stochastic depth of ResNet blocks: the last block drops its residual branch with this "
-                      "probability, earlier ones linearly less (0 is none; 0.05 in 'ResNet strikes back').",
-    "clip_norm": "Clip gradients to this global norm.",
-    "precision": f"One of {', '.join(config_lib.PRECISIONS)}.",
-    "jit_compile": "XLA-compile the steps (default: on for GPU/TPU; on CPU only for task fewshot, where it is faster).",
-    "strategy": f"One of {', '.join(config_lib.STRATEGIES)}.",
-    "tpu": "TPU name or grpc:// address (--strategy=tpu); empty or 'local' on Colab / TPU VMs.",
-    "seed": "Seed of initialisation, data order and augmentation.",
-    "deterministic": "Bitwise-repeatable ops (tf.config.experimental.enable_op_determinism).",
-    "device_prefetch": "Batches each replica's device holds ahead of the running step, so that the host-to-device "
-                       "copy overlaps compute.",
-    "compilation_cache": "Folder of the persistent XLA cache (compiled steps, GPU autotuning): a repeated run "
-                         "skips compilation. Empty: off. Default: ~/.cache/tfresnet/xla-<TF version>, or "
-                         "$TFRESNET_XLA_CACHE.",
-    "n_way": "Few-shot: classes per episode (one episode per replica per step).",
-    "k_shot": "Few-shot: support examples per class.",
-    "n_query": "Few-shot: query examples per class.",
-    "episodes_per_epoch": "Few-shot: training steps per epoch.",
-    "eval_episodes": "Few-shot: episodes over held-out keywords per evaluation.",
-    "train_n_way": "Few-shot: classes per training episode (default: n_way); more than at test time helps.",
-    "fewshot_loss": "Few-shot: how the encoder learns: prototypical (N-way episodes) or cosine_softmax (batches of "
-                    "batch_size clips over all training words, optionally with a margin).",
-    "logit_scale": "Few-shot: the temperature s of s * cosine (cosine_softmax and cosine episodes).",
-    "margin": "Few-shot: cosine_softmax's additive margin on the true word's cosine (CosFace).",
-    "splice_words": "Few-shot: share of cosine_softmax training clips replaced by a pseudo-word, the start of "
-                    "their word joined to the end of another by the same speaker (0: off).",
-    "splice_cut": "Few-shot: splice_words cuts each word at 0.5 +- this of its speech (uniform).",
-    "extra_words_dir": "Few-shot: a Speech Commands folder of more training words (no validation or test word, no "
-                       "held-out speaker), e.g. rendered by benchmarks/kws_words.py.",
-    "metric": "Few-shot: compare queries with prototypes by euclidean distance or cosine similarity (what "
-              "tfresnet-kws scores with).",
-    "time_shift": "Few-shot: shift training clips by up to this many seconds either way (0: off).",
-    "noise_probability": "Few-shot: share of training clips mixed with _background_noise_ (0: off).",
-    "noise_snr_db": "Few-shot: low,high signal-to-noise ratio of the noise mix, in dB.",
-    "spec_augment": "Few-shot: SpecAugment-style masking of a mel band and a span of frames.",
-    "speed": "Few-shot: stretch time by a random factor in 1 +- this per training clip (0: off).",
-    "formant": "Few-shot: stretch the mel axis by a random factor in 1 +- this per training clip (VTLP; 0: off).",
-    "keep_best": "Keep the weights of the best evaluation in model_dir/best; export and tfresnet-eval use them.",
-    "keep_best_by": "keep_best: the best evaluation is the highest accuracy or the lowest loss.",
-    "mode": f"One of {', '.join(config_lib.MODES)}.",
-    "export": "Write model.keras and a serving SavedModel to model_dir at the end.",
-    "keep_checkpoints": "Checkpoints to keep.",
-    "checkpoint_every": "Save every N steps (default: every epoch).",
-    "verbose": "Show tracebacks for errors.",
-}
-
-
 def _define_flags() -> None:
     for field in dataclasses.fields(TrainConfig):
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
         kind = str(field.type).replace(" | None", "")
-        help_ = _HELP[field.name]
+        help_ = field.metadata["help"]
         if kind == "bool":
             flags.DEFINE_bool(field.name, default, help_, flag_values=FLAGS)
         elif kind == "int":
@@ -144,6 +42,58 @@ def _define_flags() -> None:
 
 
 _define_flags()
+
+# absl's own parser options, which every command takes (listed by --helpfull).
+ABSL_HELP = {
+    "flagfile": "Read flags from this file, one --name=value per line (# starts a comment); later flags win.",
+    "undefok": "Comma-separated flag names that may be given although this command does not define them.",
+    "help": "Show the flags grouped by section, with their defaults (also -h).",
+    "helpfull": "Show the flags and absl's own parser options.",
+}
+
+
+def _wants_help(argv: Sequence[str]) -> str | None:
+    """``"full"`` for --helpfull, ``"short"`` for --help, -h or --helpshort, else None."""
+    args = set(argv[1:])
+    if "--helpfull" in args:
+        return "full"
+    if args & {"--help", "-h", "-?", "--helpshort", "--help=true"}:
+        return "short"
+    return None
+
+
+def _describe_flag(flag_values: flags.FlagValues, name: str) -> list[str]:
+    flag = flag_values[name]
+    default = flag.default
+    if isinstance(default, (list, tuple)):
+        default = ",".join(map(str, default))
+    shown = f"--[no]{name}" if isinstance(flag, flags.BooleanFlag) else f"--{name}"
+    lines = textwrap.wrap(f"{shown}: {flag.help}", 96, initial_indent="  ", subsequent_indent="    ")
+    return lines + [f"    (default: {default!r})" if isinstance(default, str) else f"    (default: {default})"]
+
+
+def help_text(prog: str, about: str, flag_values: flags.FlagValues, sections: dict[str, Sequence[str]],
+              full: bool = False) -> str:
+    """What --help prints: ``about``, then every flag of ``sections`` under its heading, with its
+    help and default; ``full`` adds absl's parser options."""
+    lines = [*textwrap.wrap(f"{prog}: {about.splitlines()[0]}", 100), *about.splitlines()[1:], ""]
+    for title, names in sections.items():
+        lines.append(f"{title}:")
+        for name in names:
+            lines += _describe_flag(flag_values, name)
+        lines.append("")
+    if full:
+        lines.append("absl flags:")
+        for name, text in ABSL_HELP.items():
+            lines += textwrap.wrap(f"--{name}: {text}", 96, initial_indent="  ", subsequent_indent="    ")
+        lines.append("")
+    return "\n".join(lines)
+
+
+TRAIN_ABOUT = ("train a model of the ResNet family (or the keyword encoder) and export it; rerun the same command "
+               "to resume. Flags as --name=value, or in a file with --flagfile (see flags/).")
+EVAL_ABOUT = ("evaluate the newest checkpoint in --model_dir (with --keep_best, the best one) on --eval_split; "
+              "writes nothing. The flags of tfresnet-train, as the run was trained.")
 
 
 def _import_tensorflow_quietly() -> None:
@@ -215,6 +165,11 @@ def config_from_flags(argv: Sequence[str]) -> TrainConfig:
 def main(argv: Sequence[str], mode: str | None = None) -> int:
     """Runs the command line; returns the exit status."""
     prog = "tfresnet-eval" if mode == "eval" else "tfresnet-train"
+    wanted = _wants_help(argv)
+    if wanted:  # instant: nothing below is imported
+        print(help_text(prog, EVAL_ABOUT if mode == "eval" else TRAIN_ABOUT, FLAGS, config_lib.SECTIONS,
+                        full=wanted == "full"))
+        return 0
     verbose = any(a in ("--verbose", "--verbose=true", "--verbose=True") for a in argv)
     # TensorFlow's C++ log lines (start-up chatter, a JPEG decoder's complaint about the file that the
     # error below names) would bury the one-line errors: only --verbose shows them.
@@ -379,13 +334,18 @@ def _kws(command: str, wavs: list[str]) -> None:
                 print(f"{path} {d.start:.2f} {d.keyword} {d.score:.3f}")
 
 
-def _run_tool(prog: str, flag_values: flags.FlagValues, argv: Sequence[str], body, errors=()) -> int:
+def _run_tool(prog: str, flag_values: flags.FlagValues, argv: Sequence[str], body, errors=(), about: str = "") -> int:
     """Runs ``body(arguments, load_tensorflow)`` of a small console script with one-line errors.
 
     ``load_tensorflow`` imports TensorFlow with its start-up chatter silenced (unless --verbose):
     ``body`` calls it once its own checks passed. Flag errors and ``ValueError``,
     ``FileNotFoundError`` or ``errors`` exit 2 with ``prog: error: ...``.
     """
+    wanted = _wants_help(argv)
+    if wanted:
+        names = [name for name in flag_values if flag_values[name].name == name]  # not the short aliases
+        print(help_text(prog, about, flag_values, {"flags": sorted(names)}, full=wanted == "full"))
+        return 0
     verbose = "--verbose" in argv
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "3")  # as in main()
     try:
@@ -414,7 +374,9 @@ def kws_main(argv: Sequence[str]) -> int:
         load_tensorflow()
         _kws(rest[0], rest[1:])
 
-    return _run_tool("tfresnet-kws", KWS_FLAGS, argv, body)
+    return _run_tool("tfresnet-kws", KWS_FLAGS, argv, body, about="keyword spotting with a trained few-shot "
+                     "encoder: enroll words from 1-5 recordings, classify clips, detect words in recordings, export "
+                     "the encoder to LiteRT.\n" + KWS_USAGE)
 
 
 def run_kws() -> None:
@@ -458,7 +420,9 @@ def shards_main(argv: Sequence[str]) -> int:
         data.write_shards(f.dataset, f.data_dir, f.out_dir, f.num_shards, f.splits, f.seed, f.overwrite,
                           log=lambda line: print(line, flush=True))
 
-    return _run_tool("tfresnet-shards", SHARD_FLAGS, argv, body, errors=(RuntimeError,))
+    return _run_tool("tfresnet-shards", SHARD_FLAGS, argv, body, errors=(RuntimeError,),
+                     about="convert a class folder (<dir>/<class>/<image>) or a tensorflow-datasets image dataset "
+                     "into sharded TFRecord files, read with tfresnet-train --dataset=shards --data_dir=OUT_DIR.")
 
 
 def run_shards() -> None:

@@ -1,9 +1,14 @@
 """Training configuration: one frozen dataclass, validated when it is made.
 
-Only what needs no TensorFlow is checked here (numbers, and the engine's own choices: precision,
-strategy, mode). Names looked up in tables (model, task, optimizer, lr_schedule, augment) are
-checked against those tables by ``tfresnet.training.check_names`` before a run touches anything,
-so a new table entry never has to be added here as well.
+Each field carries its one help text (``option(default, help)``), from which ``tfresnet.cli``
+builds its flag and ``--help``; ``SECTIONS`` groups the fields for that help. Comments here say
+why a default is what it is.
+
+Only what needs no TensorFlow is checked here (numbers, the engine's own choices: precision,
+strategy, mode, and ``OPTION_SCOPES``: options the chosen task, optimizer or schedule does not
+read). Names looked up in tables (model, task, optimizer, lr_schedule, augment) are checked
+against those tables by ``tfresnet.training.check_names`` before a run touches anything, so a new
+table entry never has to be added here as well.
 """
 
 from __future__ import annotations
@@ -74,6 +79,13 @@ def _check_scopes(cfg: "TrainConfig") -> None:
         raise BadInput(f"{field} {chosen} does not take {', '.join(given)} (options of {field} {' or '.join(choices)})")
 
 
+def option(default: Any = None, help: str = "", factory: Any = None) -> Any:  # noqa: A002 - absl's word
+    """A ``TrainConfig`` field with its one help text, which ``tfresnet.cli`` turns into its flag."""
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run needs. Defaults are the MNIST tutorial recipe.
@@ -83,157 +95,171 @@ class TrainConfig:
     """
 
     # What to train on what.
-    task: str = "classify"  # a name in tfresnet.tasks.TASKS: classify (images) or fewshot (keywords)
-    model: str | None = None  # None: the task's own (mnist_resnet for classify, protores for fewshot)
-    dataset: str = "mnist"
-    data_dir: str | None = None  # TFDS dir (local or gs://), .npz file, or image folder
-    train_split: str = "train"
-    # None: "test"; for fewshot, the validation keywords while training (they pick the checkpoint)
-    # and the test keywords in tfresnet-eval.
-    eval_split: str | None = None
-    image_size: int | None = None  # ImageNet-style and folder datasets only
-    augment: str | None = None  # tfresnet.augment.AUGMENTATIONS; None: the dataset's own (data.RECIPES)
-    # An image file or record that does not decode: "fail" names it and stops; "skip" warns and
-    # fills its place with another image of the batch (big datasets hold a few broken files).
-    bad_images: str = "fail"
-    # host:port of a tf.data service dispatcher to run the input pipeline on its workers (more CPUs
-    # than this host has); gives up exact resume.
-    data_service: str | None = None
-    # A class subset, relabelled 0..n-1 in this order (both splits); () is all classes.
-    classes: tuple[int, ...] = ()
-    # Training examples kept per class, drawn with the seed (few-shot / transfer studies); None: all.
-    examples_per_class: int | None = None
-    model_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. zero_init_residual
-    model_dir: str = "runs/mnist"  # checkpoints, logs, exported model
+    task: str = option("classify", "What to train, a name in tfresnet.tasks.TASKS: classify (images), fewshot "
+                                   "(keyword spotting).")
+    model: str | None = option(None, "Model name (tfresnet.list_models()); default: the task's own (mnist_resnet, "
+                                     "protores).")
+    dataset: str = option("mnist", "mnist, fashion_mnist, cifar10, cifar100, imagenette, imagenet2012, folder, npz, "
+                                   "shards or synthetic.")
+    data_dir: str | None = option(None, "TFDS data dir (local or gs://), the .npz file, the image folder, or the "
+                                        "shard folder (local or gs://, written by tfresnet-shards).")
+    train_split: str = option("train", "Training split; TFDS slicing allowed, e.g. train[:2000].")
+    # Few-shot: the validation keywords pick the checkpoint; the test keywords are only reported.
+    eval_split: str | None = option(None, "Evaluation split (default test). Few-shot: validation or test keywords "
+                                          "(default: validation while training, test in tfresnet-eval).")
+    image_size: int | None = option(None, "Image side for ImageNet-style and folder datasets.")
+    augment: str | None = option(None, "Training augmentation, a name in tfresnet.augment.AUGMENTATIONS (default: the "
+                                       "dataset's).")
+    # Big datasets hold a few broken files: "skip" fills their places within the batch.
+    bad_images: str = option("fail", "An image file or record that does not decode: fail (a one-line error naming it) "
+                                     "or skip (a warning; another image of the batch takes its place, so resume stays "
+                                     "exact).")
+    # For more decoding CPUs than this host has.
+    data_service: str | None = option(None, "host:port of a tf.data service dispatcher: run reading, decoding and "
+                                            "augmentation on its workers. Exact resume is given up (a resumed run "
+                                            "starts at its epoch, not its exact batch).")
+    classes: tuple[int, ...] = option((), "Train and evaluate on these labels only, relabelled 0..n-1 in this order, "
+                                          "e.g. 5,6,7,8,9 (a folder's classes are its sorted sub-folders).")
+    # Few-shot and transfer studies.
+    examples_per_class: int | None = option(None, "Keep this many training examples of each class, drawn with --seed.")
+    model_options: dict[str, Any] = option(help="Model constructor options as key=value (JSON values), "
+                                                "comma-separated, e.g. zero_init_residual=true or widths=[8,12,16].",
+                                           factory=dict)
+    model_dir: str = option("runs/mnist", "Where checkpoints, TensorBoard logs, metrics.jsonl and the exported model "
+                                          "go.")
 
-    # Transfer learning: start from published weights and fine-tune (classify only).
-    # A weight source of the model (imagenet, torchvision, timm: tfresnet.weights) or a state-dict
-    # file. Its preprocessing record then replaces the dataset's normalisation everywhere.
-    pretrained: str | None = None
-    # Train only the classifier for this many epochs first (BatchNorm statistics frozen too), so a
-    # random head does not wreck the pretrained features; >= epochs trains a linear probe.
-    freeze_backbone_epochs: int = 0
-    # The backbone's learning rate relative to the head's (e.g. 0.1): pretrained features need
-    # smaller steps than a fresh classifier.
-    backbone_lr_scale: float = 1.0
+    # Transfer learning (classify only). The weights' preprocessing record replaces the dataset's
+    # normalisation everywhere: the features were learnt on inputs normalised that way.
+    pretrained: str | None = option(None, "Start from pretrained weights: a source of the model (imagenet, "
+                                          "torchvision, timm) or a .pth/.pt/.bin/.safetensors state dict. Other class "
+                                          "counts get a fresh head; the weights' preprocessing is applied to the "
+                                          "data.")
+    # A random head's first gradients would wreck the pretrained features.
+    freeze_backbone_epochs: int = option(0, "Train only the classifier head for the first N epochs (BatchNorm "
+                                            "statistics frozen too); N >= epochs trains a linear probe.")
+    # Pretrained features need smaller steps than a fresh classifier.
+    backbone_lr_scale: float = option(1.0, "The backbone's learning rate as a fraction of the head's, e.g. 0.1 when "
+                                           "fine-tuning.")
 
     # How long.
-    epochs: int = 10
-    train_steps: int | None = None  # overrides epochs when set
-    batch_size: int = 32  # GLOBAL batch: split evenly over replicas
-    eval_batch_size: int = 1000
-    steps_per_loop: int = 100  # steps per tf.function call: fewer host round trips (TPUs need it)
-    # Stop at the first epoch whose test accuracy reaches this (MLPerf-style time to accuracy).
-    target_accuracy: float | None = None
+    epochs: int = option(10, "Training epochs (ignored when train_steps is set).")
+    train_steps: int | None = option(None, "Total training steps; overrides epochs.")
+    batch_size: int = option(32, "GLOBAL batch size, split evenly over replicas.")
+    eval_batch_size: int = option(1000, "GLOBAL evaluation batch size.")
+    steps_per_loop: int = option(100, "Training steps per tf.function call.")
+    # MLPerf-style time to accuracy.
+    target_accuracy: float | None = option(None, "Stop at the first epoch whose test accuracy reaches this fraction, "
+                                                 "e.g. 0.994.")
 
     # Optimisation.
-    optimizer: str = "adam"  # tfresnet.optim.OPTIMIZERS
-    learning_rate: float = 1e-3
-    lr_scale_batch: int | None = None  # if set, lr *= batch_size / lr_scale_batch (Goyal et al.)
-    lr_schedule: str = "constant"  # tfresnet.optim.SCHEDULES
-    lr_boundaries: tuple[int, ...] = ()  # piecewise: steps where the rate is multiplied by lr_decay
-    lr_decay: float = 0.1
-    warmup_steps: int = 0  # linear warm-up for cosine / one-cycle
-    momentum: float = 0.9
-    nesterov: bool = False
-    # sgd: coupled L2 (added to the gradient before momentum), as the papers' 1e-4 means it; adam and
-    # adamw: decoupled. 0 is none, never a hidden default. Never on BatchNorm parameters or biases.
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.0
-    # Mixup / CutMix Beta parameters, 0 is off ("ResNet strikes back": 0.1 and 1.0); with both on
-    # each batch picks one at even odds. Labels become soft; the accuracy is of their top class.
-    mixup: float = 0.0
-    cutmix: float = 0.0
-    # RandAugment after the training augmentation (timm's rand-m9-n2: 2 ops at magnitude 9 of 10);
-    # 0 ops is off. Keyed by each example's seed, so a resumed run augments the same way.
-    randaugment_ops: int = 0
-    randaugment_magnitude: float = 9.0
-    # Exponential moving average of the weights (decay, e.g. 0.9999; 0 is off): evaluated beside the
-    # raw weights every epoch, and what is exported. ema_warmup ramps the decay as
-    # min(ema, (1 + n) / (10 + n)) at step n, so that early averages are not stuck at the start.
-    ema: float = 0.0
-    ema_warmup: bool = False
-    # Stochastic depth of ResNet blocks: rises linearly from 0 at the first block to this at the
-    # last ("ResNet strikes back" uses 0.05 for ResNet-50); 0 is none. Inference is unaffected.
-    drop_path_rate: float = 0.0
-    clip_norm: float | None = None  # global gradient-norm clipping
+    optimizer: str = option("adam", "A name in tfresnet.optim.OPTIMIZERS (an unknown name lists them).")
+    learning_rate: float = option(1e-3, "Base learning rate.")
+    lr_scale_batch: int | None = option(None, "If set, learning_rate *= batch_size / lr_scale_batch.")
+    lr_schedule: str = option("constant", "A name in tfresnet.optim.SCHEDULES (an unknown name lists them).")
+    lr_boundaries: tuple[int, ...] = option((), "Piecewise schedule: steps at which the rate is multiplied by "
+                                                "lr_decay.")
+    lr_decay: float = option(0.1, "Piecewise schedule factor.")
+    warmup_steps: int = option(0, "Linear warm-up steps (cosine, onecycle).")
+    momentum: float = option(0.9, "SGD momentum.")
+    nesterov: bool = option(False, "Nesterov momentum.")
+    # sgd couples it as the papers' 1e-4 means it; 0 is none, never a hidden default.
+    weight_decay: float = option(0.0, "Weight decay; 0 is none (adamw included). sgd: L2 added to the gradient before "
+                                      "momentum, as in the papers and torch.optim.SGD (1e-4 is He et al.'s). adam, "
+                                      "adamw: decoupled, w -= lr * wd * w. Never on BatchNorm parameters or biases.")
+    label_smoothing: float = option(0.0, "Label smoothing.")
+    # "ResNet strikes back": mixup 0.1 and CutMix 1.0. Labels become soft; the accuracy is of their
+    # top class.
+    mixup: float = option(0.0, "Mixup's Beta parameter (0 is off): each training batch blended with its reverse, soft "
+                               "labels.")
+    cutmix: float = option(0.0, "CutMix's Beta parameter (0 is off): a box of the reversed batch pasted in, labels by "
+                                "area. With --mixup too, each batch picks one at even odds.")
+    # Keyed by each example's seed, so a resumed run augments the same way.
+    randaugment_ops: int = option(0, "RandAugment: ops applied to each training image after its augmentation (0 is "
+                                     "off; timm's rand-m9-n2 is 2).")
+    randaugment_magnitude: float = option(9.0, "RandAugment: strength of every op, 0-10 (timm's default 9).")
+    # ema_warmup: early averages are then not stuck at the initial weights.
+    ema: float = option(0.0, "Keep an exponential moving average of the weights with this decay (e.g. 0.9999; 0 is "
+                             "off): each epoch evaluates both, and the average is what is exported and what "
+                             "tfresnet-eval measures.")
+    ema_warmup: bool = option(False, "Ramp the EMA decay up as min(ema, (1 + step) / (10 + step)).")
+    # Inference is unaffected.
+    drop_path_rate: float = option(0.0, "Stochastic depth of ResNet blocks: the last block drops its residual branch "
+                                        "with this probability, earlier ones linearly less (0 is none; 0.05 in "
+                                        "'ResNet strikes back').")
+    clip_norm: float | None = option(None, "Clip gradients to this global norm.")
 
     # Numerics and hardware.
-    precision: str = "float32"
-    jit_compile: bool | None = None  # None: XLA on GPU/TPU; on CPU only for fewshot (faster there)
-    strategy: str = "default"
-    tpu: str | None = None  # TPU name or grpc:// address; "" or "local" on Colab/TPU VMs
-    seed: int = 0
-    deterministic: bool = False  # tf.config.experimental.enable_op_determinism (bitwise repeatable)
-    # Batches each replica's device holds ahead of the step (tf.distribute's fetch-to-device buffer):
-    # the host-to-device copy of the next batch overlaps the current step instead of preceding it.
-    device_prefetch: int = 2
-    # Folder of the persistent XLA cache (compiled executables and GPU autotuning results), so a
-    # second run of the same model starts training at once instead of compiling for 30-70 s; ""
-    # turns it off. None: ~/.cache/tfresnet/xla-<TensorFlow version> (TFRESNET_XLA_CACHE overrides).
-    compilation_cache: str | None = None
+    precision: str = option("float32", f"One of {', '.join(PRECISIONS)}.")
+    jit_compile: bool | None = option(None, "XLA-compile the steps (default: on for GPU/TPU; on CPU only for task "
+                                            "fewshot, where it is faster).")
+    strategy: str = option("default", f"One of {', '.join(STRATEGIES)}.")
+    tpu: str | None = option(None, "TPU name or grpc:// address (--strategy=tpu); empty or 'local' on Colab / TPU VMs.")
+    seed: int = option(0, "Seed of initialisation, data order and augmentation.")
+    deterministic: bool = option(False, "Bitwise-repeatable ops (tf.config.experimental.enable_op_determinism).")
+    # tf.distribute's fetch-to-device buffer.
+    device_prefetch: int = option(2, "Batches each replica's device holds ahead of the running step, so that the "
+                                     "host-to-device copy overlaps compute.")
+    # A second run of the same model starts training at once instead of compiling for 30-70 s.
+    compilation_cache: str | None = option(None, "Folder of the persistent XLA cache (compiled steps, GPU "
+                                                 "autotuning): a repeated run skips compilation. Empty: off. Default: "
+                                                 "~/.cache/tfresnet/xla-<TF version>, or $TFRESNET_XLA_CACHE.")
 
     # Few-shot keyword spotting (task=fewshot): N-way K-shot episodes, Q queries per class.
     # One episode per replica per step; episodes_per_epoch steps make an epoch.
-    n_way: int = 5
-    k_shot: int = 1
-    n_query: int = 5
-    episodes_per_epoch: int = 100
-    eval_episodes: int = 100
-    # Classes of a training episode; None: n_way. More classes than at test time give a harder
-    # task and better embeddings (Snell et al. 2017 train 20-way for 5-way tests).
-    train_n_way: int | None = None
-    # How the encoder learns. "prototypical": the loss of N-way episodes (Snell et al. 2017).
-    # "cosine_softmax": batches of batch_size clips, each classified over ALL the training words by
-    # a cosine classifier, optionally with an additive margin (CosFace, Wang et al. 2018). Every
-    # step then contrasts each clip with every word, not with N-1 of them: on the spoken keywords
-    # it transfers better to new words (BENCHMARKS.md).
-    # Evaluation, keep_best and enrollment stay prototypes either way.
-    fewshot_loss: str = "prototypical"
-    logit_scale: float = 10.0  # cosine_softmax and cosine episodes: the temperature s of s * cosine
-    # cosine_softmax: CosFace's margin m, taken off the true word's cosine in training. 0.2 at s=16
-    # measured no better on the spoken keywords' test words than 0 at s=10 (BENCHMARKS.md).
-    margin: float = 0.0
-    # cosine_softmax: the share of training clips replaced by a pseudo-word, the start of their word
-    # joined to the end of another word by the same speaker (tfresnet.audio.WordSplicer). With 20
-    # training words the encoder otherwise learns only what separates those 20; splicing makes
-    # 400 classes that must be told apart from beginning to end (BENCHMARKS.md). 0: off.
-    splice_words: float = 0.0
-    # Where words are cut: uniform in 0.5 +- this of each word's speech. 0 (the middle) keeps each
-    # pseudo-word one sequence of sounds; 0.25 measured 2 points lower (BENCHMARKS.md).
-    splice_cut: float = 0.0
-    # More training words for the few-shot encoder: a folder in the Speech Commands layout whose
-    # every word trains it (none a validation or test word, no held-out speaker: both refused).
-    # The 20 training words teach it what tells those 20 apart; hundreds of words rendered in the
-    # training speakers' voices (benchmarks/kws_words.py) teach it what tells words apart
-    # (BENCHMARKS.md). None: the keyword folder's training words only.
-    extra_words_dir: str | None = None
-    # Episodes compare queries with prototypes by squared Euclidean distance (Snell et al.) or by
-    # cosine similarity, the score tfresnet.spotting enrolls and classifies with.
-    metric: str = "euclidean"
-    # Training augmentation of the clips (tfresnet.audio.Augmentation): recorded keywords start at
-    # any time and come with background noise, mixed from the dataset's _background_noise_.
-    time_shift: float = 0.1  # seconds, either way; 0: none
-    noise_probability: float = 0.8  # share of clips mixed with noise; 0: none
-    noise_snr_db: tuple[float, float] = (0.0, 20.0)  # signal-to-noise ratio of the mix, uniform in dB
-    spec_augment: bool = False  # mask a band of mel bins and a span of frames (SpecAugment)
-    # Speakers differ in tempo and vocal-tract length: stretch time and the mel axis per clip by
-    # random factors in 1 +- these (speed perturbation, VTLP); 0: none.
-    speed: float = 0.0
-    formant: float = 0.0
-    # Keep the weights of the best evaluation (keep_best_by) in model_dir/best; export and
-    # tfresnet-eval use them. The few-shot recipes select on the validation keywords this way.
-    keep_best: bool = False
-    # What "best" is: the highest test_accuracy, or the lowest test_loss. The loss keeps ranking
-    # checkpoints once the accuracy saturates near 100% and moves only by the episodes drawn.
-    keep_best_by: str = "accuracy"
+    n_way: int = option(5, "Few-shot: classes per episode (one episode per replica per step).")
+    k_shot: int = option(1, "Few-shot: support examples per class.")
+    n_query: int = option(5, "Few-shot: query examples per class.")
+    episodes_per_epoch: int = option(100, "Few-shot: training steps per epoch.")
+    eval_episodes: int = option(100, "Few-shot: episodes over held-out keywords per evaluation.")
+    # A harder task gives better embeddings (Snell et al. 2017 train 20-way for 5-way tests).
+    train_n_way: int | None = option(None, "Few-shot: classes per training episode (default: n_way); more than at "
+                                           "test time helps.")
+    # cosine_softmax (CosFace, Wang et al. 2018) contrasts each clip with every word, not with N-1 of
+    # them: on the spoken keywords it transfers better to new words (BENCHMARKS.md). Evaluation,
+    # keep_best and enrollment stay prototypes either way.
+    fewshot_loss: str = option("prototypical", "Few-shot: how the encoder learns: prototypical (N-way episodes) or "
+                                               "cosine_softmax (batches of batch_size clips over all training words, "
+                                               "optionally with a margin).")
+    logit_scale: float = option(10.0, "Few-shot: the temperature s of s * cosine (cosine_softmax and cosine episodes).")
+    # 0.2 at s=16 measured no better on the spoken keywords' test words than 0 at s=10 (BENCHMARKS.md).
+    margin: float = option(0.0, "Few-shot: cosine_softmax's additive margin on the true word's cosine (CosFace).")
+    # With 20 training words the encoder otherwise learns only what separates those 20; splicing
+    # makes 400 classes that must be told apart from beginning to end (tfresnet.audio.WordSplicer).
+    splice_words: float = option(0.0, "Few-shot: share of cosine_softmax training clips replaced by a pseudo-word, "
+                                      "the start of their word joined to the end of another by the same speaker (0: "
+                                      "off).")
+    # 0 (the middle) keeps each pseudo-word one sequence of sounds; 0.25 measured 2 points lower.
+    splice_cut: float = option(0.0, "Few-shot: splice_words cuts each word at 0.5 +- this of its speech (uniform).")
+    # The 20 training words teach the encoder what tells those 20 apart; hundreds of words in the
+    # training speakers' voices teach it what tells words apart (BENCHMARKS.md).
+    extra_words_dir: str | None = option(None, "Few-shot: a Speech Commands folder of more training words (no "
+                                               "validation or test word, no held-out speaker), e.g. rendered by "
+                                               "benchmarks/kws_words.py.")
+    metric: str = option("euclidean", "Few-shot: compare queries with prototypes by euclidean distance or cosine "
+                                      "similarity (what tfresnet-kws scores with).")
+    # Training augmentation (tfresnet.audio.Augmentation): recorded keywords start at any time and
+    # come with background noise.
+    time_shift: float = option(0.1, "Few-shot: shift training clips by up to this many seconds either way (0: off).")
+    noise_probability: float = option(0.8, "Few-shot: share of training clips mixed with _background_noise_ (0: off).")
+    noise_snr_db: tuple[float, float] = option((0.0, 20.0), "Few-shot: low,high signal-to-noise ratio of the noise "
+                                                            "mix, in dB.")
+    spec_augment: bool = option(False, "Few-shot: SpecAugment-style masking of a mel band and a span of frames.")
+    # Speakers differ in tempo and vocal-tract length.
+    speed: float = option(0.0, "Few-shot: stretch time by a random factor in 1 +- this per training clip (0: off).")
+    formant: float = option(0.0, "Few-shot: stretch the mel axis by a random factor in 1 +- this per training clip "
+                                 "(VTLP; 0: off).")
+    # The few-shot recipes select on the validation keywords this way.
+    keep_best: bool = option(False, "Keep the weights of the best evaluation in model_dir/best; export and "
+                                    "tfresnet-eval use them.")
+    # The loss keeps ranking checkpoints once the accuracy saturates near 100%.
+    keep_best_by: str = option("accuracy", "keep_best: the best evaluation is the highest accuracy or the lowest loss.")
 
     # Bookkeeping.
-    mode: str = "train_and_eval"
-    export: bool = True  # write model.keras and a serving SavedModel at the end
-    keep_checkpoints: int = 3
-    checkpoint_every: int | None = None  # steps; default once per epoch
-    verbose: bool = False
+    mode: str = option("train_and_eval", f"One of {', '.join(MODES)}.")
+    export: bool = option(True, "Write model.keras and a serving SavedModel to model_dir at the end.")
+    keep_checkpoints: int = option(3, "Checkpoints to keep.")
+    checkpoint_every: int | None = option(None, "Save every N steps (default: every epoch).")
+    verbose: bool = option(False, "Show tracebacks for errors.")
 
     def __post_init__(self):
         _check_scopes(self)
@@ -322,3 +348,22 @@ class TrainConfig:
     def replace(self, **changes: Any) -> "TrainConfig":
         """A copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes)
+
+
+# The options by what they are about: how --help groups the flags (tests/test_config.py checks that
+# every field is in exactly one).
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "Task, model and data": ("task", "model", "model_options", "dataset", "data_dir", "train_split", "eval_split",
+                             "image_size", "classes", "examples_per_class", "augment", "bad_images", "data_service"),
+    "Fine-tuning (task classify)": ("pretrained", "freeze_backbone_epochs", "backbone_lr_scale"),
+    "Length": ("epochs", "train_steps", "batch_size", "eval_batch_size", "steps_per_loop", "target_accuracy"),
+    "Optimisation": ("optimizer", "learning_rate", "lr_scale_batch", "lr_schedule", "lr_boundaries", "lr_decay",
+                     "warmup_steps", "momentum", "nesterov", "weight_decay", "clip_norm"),
+    "Regularisation (task classify)": ("label_smoothing", "mixup", "cutmix", "randaugment_ops",
+                                       "randaugment_magnitude", "ema", "ema_warmup", "drop_path_rate"),
+    "Numerics and hardware": ("precision", "jit_compile", "strategy", "tpu", "seed", "deterministic",
+                              "device_prefetch", "compilation_cache"),
+    "Few-shot keyword spotting (task fewshot)": _FEWSHOT_ONLY,
+    "Checkpoints and output": ("model_dir", "mode", "keep_checkpoints", "checkpoint_every", "keep_best",
+                               "keep_best_by", "export", "verbose"),
+}

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tfresnet import actions, checkpoints
-from tfresnet.loop import LoopState
+from tfresnet.actions import LoopState
 
 
 def _model():

@@ -51,7 +51,7 @@ def ops_per_step_outside_xla(graph: tf.Graph) -> collections.Counter:
 @pytest.mark.parametrize("strategy", [tf.distribute.get_strategy(), tf.distribute.OneDeviceStrategy("/cpu:0")],
                          ids=["default", "one_device"])
 def test_single_device_xla_compiles_the_whole_step_and_matches_the_graph(batches, strategy):
-    assert steps.updates_locally(strategy)
+    assert runtime.updates_locally(strategy)
     losses, model, metrics, graph = _train(batches, strategy, jit_compile=False)
     xla_losses, xla_model, xla_metrics, xla_graph = _train(batches, strategy, jit_compile=True)
     np.testing.assert_allclose(xla_losses, losses, rtol=1e-6)  # float32 per-step losses
@@ -91,7 +91,7 @@ def test_mirrored_step_equals_single_device_step(batches, mirrored):
 @pytest.mark.needs_mnist
 def test_mirrored_xla_keeps_the_update_outside_the_compiled_step(batches, mirrored):
     strategy = mirrored
-    assert not steps.updates_locally(strategy)
+    assert not runtime.updates_locally(strategy)
     losses, model, _, graph = _train(batches, strategy, True, num_steps=2)
     reference_losses, reference, _, _ = _train(batches, strategy, False, num_steps=2)
     np.testing.assert_allclose(losses, reference_losses, rtol=1e-6)

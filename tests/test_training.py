@@ -206,3 +206,14 @@ def test_each_step_function_is_traced_once_over_two_epochs_of_uneven_data(tmp_pa
     results = run.train()
     assert int(run.step.numpy()) == 6 and 0 <= results["test_accuracy"] <= 1
     assert traces == {"train": 1, "eval": 1}
+
+
+def test_tfresnet_train_and_evaluate_are_top_level_names(tmp_path):
+    import tfresnet  # noqa: PLC0415
+    import tfresnet.train  # noqa: PLC0415 - the module of python -m tfresnet.train: still callable
+
+    cfg = mnist_config(tmp_path, train_split="train[:64]", eval_split="test[:64]", train_steps=2, steps_per_loop=2,
+                       export=False)
+    trained = tfresnet.train(cfg, log=lambda line: None)
+    evaluated = tfresnet.evaluate(cfg, log=lambda line: None)
+    assert evaluated["accuracy"] == trained["test_accuracy"] and evaluated["loss"] == trained["test_loss"]

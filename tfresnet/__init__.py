@@ -28,6 +28,8 @@ _EXPORTS = {
     "register_weights": "tfresnet.weights",
     "Preprocessing": "tfresnet.preprocessing",
     "TrainConfig": "tfresnet.config",
+    "train": "tfresnet.training",
+    "evaluate": "tfresnet.training",
 }
 __all__ = sorted(_EXPORTS)
 

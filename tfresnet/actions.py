@@ -1,4 +1,7 @@
-"""What the controller does after each call of the train loop, one action each.
+"""What the controller does after each call of the train loop, one action each, and what it sees.
+
+``LoopState`` is where the run is; ``Action`` is the interface (start, after each call, end,
+close).
 
 In the order ``tfresnet.training`` lists them: ``NonFiniteGuard``, ``TensorBoard``,
 ``ProgressBar``, ``Evaluate``, ``EpochLog`` (the printed line and ``metrics.jsonl``),
@@ -8,6 +11,7 @@ In the order ``tfresnet.training`` lists them: ``NonFiniteGuard``, ``TensorBoard
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -23,10 +27,85 @@ import tensorflow as tf
 from tfresnet import optim, runtime
 from tfresnet.checkpoints import Checkpointer, best_dir, make_checkpoint, write_atomically
 from tfresnet.config import KEEP_BEST_BY
-from tfresnet.loop import Action, LoopState
 from tfresnet.runtime import TrainingError
 
 Log = Callable[[str], None]
+
+
+@dataclasses.dataclass
+class LoopState:
+    """Where the run is, handed to every action after every call of the train loop.
+
+    Attributes:
+        step: Global steps done (after this call).
+        start_step: The step the run (re)started from.
+        total_steps: Where training ends.
+        steps_per_epoch: Steps of one epoch.
+        started: ``time.perf_counter()`` when the loop started.
+        losses: Loss of each step of this call.
+        seconds: Wall time of this call.
+        train: Training metrics after this call (``loss``, ``accuracy``), running over the epoch.
+        results: The epoch's results at an epoch's end (``train`` plus ``test_*`` once evaluated),
+            else empty.
+        stop: Set by an action (a reason) to end training after this call.
+    """
+
+    step: int
+    start_step: int
+    total_steps: int
+    steps_per_epoch: int
+    started: float
+    losses: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
+    seconds: float = 0.0
+    train: dict[str, float] = dataclasses.field(default_factory=dict)
+    results: dict[str, float] = dataclasses.field(default_factory=dict)
+    stop: str | None = None
+
+    @property
+    def steps_in_call(self) -> int:
+        return len(self.losses)
+
+    @property
+    def epoch(self) -> int:
+        """The (1-based) epoch the last step belongs to."""
+        return -(-self.step // self.steps_per_epoch)
+
+    @property
+    def epoch_end(self) -> bool:
+        """Whether this call ended an epoch (or training)."""
+        return self.step % self.steps_per_epoch == 0 or self.step == self.total_steps
+
+    @property
+    def finished(self) -> bool:
+        """Whether training ends after this call."""
+        return self.step >= self.total_steps or self.stop is not None
+
+
+class Action:
+    """Something done around the train loop; override any hook.
+
+    Every worker of a multi-worker run calls every hook in the same order: an action that runs
+    a collective (a metric read, a save) runs it on all of them, and only the writing to files
+    and logs is the chief's.
+
+    Attributes:
+        interval: If set, no call of the train loop runs past a multiple of it (checkpoints).
+    """
+
+    interval: int | None = None
+
+    def start(self, state: LoopState) -> None:
+        """Before the first call (after any restore)."""
+
+    def __call__(self, state: LoopState) -> None:
+        """After every call of the train loop."""
+
+    def end(self, state: LoopState) -> None:
+        """After training ended normally (not after an error or preemption)."""
+
+    def close(self) -> None:
+        """Always, last: release what ``start`` took (signal handlers, writers)."""
+
 
 
 class Preempted(Exception):

@@ -1,10 +1,11 @@
-"""The controller: runs the train loop in calls of ``steps_per_loop`` steps, then its actions.
+"""The controller: runs a trainer in calls of ``steps_per_loop`` steps, then its actions.
 
-After Orbit's ``Controller``: ``Controller.run()`` calls ``train_loop(iterator, n)``, reads the
-training metrics, and hands a ``LoopState`` to each action in order (``tfresnet.actions``:
-non-finite guard, TensorBoard, evaluation, the epoch line, ``metrics.jsonl``, target accuracy,
-checkpoints, preemption, export). An action can stop the loop by setting ``state.stop``. What
-differs between tasks is in the train loop and the actions' arguments, never here.
+After Orbit's ``Controller``: ``Controller(trainer, step=..., total_steps=..., ...).run()`` calls
+``trainer.train(n)``, reads the trainer's metrics, and hands a ``LoopState`` to each action in
+order (``tfresnet.actions``: non-finite guard, TensorBoard, evaluation, the epoch line,
+``metrics.jsonl``, target accuracy, checkpoints, preemption, export). An action can stop the loop
+by setting ``state.stop``. What differs between tasks is in the trainer (its train loop, batches
+and metrics) and the actions' arguments, never here.
 """
 
 from __future__ import annotations
@@ -17,102 +18,55 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfresnet.actions import Action, LoopState
+
 
 @dataclasses.dataclass
-class LoopState:
-    """Where the run is, handed to every action after every call of the train loop.
+class Trainer:
+    """What the controller trains: a train loop over batches, and the metrics it updates.
 
     Attributes:
-        step: Global steps done (after this call).
-        start_step: The step the run (re)started from.
-        total_steps: Where training ends.
-        steps_per_epoch: Steps of one epoch.
-        started: ``time.perf_counter()`` when the loop started.
-        losses: Loss of each step of this call.
-        seconds: Wall time of this call.
-        train: Training metrics after this call (``loss``, ``accuracy``), running over the epoch.
-        results: The epoch's results at an epoch's end (``train`` plus ``test_*`` once evaluated),
-            else empty.
-        stop: Set by an action (a reason) to end training after this call.
+        train_loop: ``train_loop(iterator, n) -> losses of n steps`` (``steps.make_train_loop``).
+        iterator: The training batches, positioned at the current step.
+        metrics: The training metrics the train loop updates.
     """
 
-    step: int
-    start_step: int
-    total_steps: int
-    steps_per_epoch: int
-    started: float
-    losses: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
-    seconds: float = 0.0
-    train: dict[str, float] = dataclasses.field(default_factory=dict)
-    results: dict[str, float] = dataclasses.field(default_factory=dict)
-    stop: str | None = None
+    train_loop: Callable[[Any, tf.Tensor], tf.Tensor]
+    iterator: Iterator
+    metrics: Mapping[str, keras.metrics.Metric]
 
-    @property
-    def steps_in_call(self) -> int:
-        return len(self.losses)
+    def train(self, num_steps: int) -> np.ndarray:
+        """Runs ``num_steps`` steps; returns their losses."""
+        return self.train_loop(self.iterator, tf.constant(num_steps, tf.int32)).numpy()
 
-    @property
-    def epoch(self) -> int:
-        """The (1-based) epoch the last step belongs to."""
-        return -(-self.step // self.steps_per_epoch)
+    def results(self) -> dict[str, float]:
+        """The metrics so far (running over the epoch)."""
+        return {name: float(m.result()) for name, m in self.metrics.items()}
 
-    @property
-    def epoch_end(self) -> bool:
-        """Whether this call ended an epoch (or training)."""
-        return self.step % self.steps_per_epoch == 0 or self.step == self.total_steps
-
-    @property
-    def finished(self) -> bool:
-        """Whether training ends after this call."""
-        return self.step >= self.total_steps or self.stop is not None
-
-
-class Action:
-    """Something done around the train loop; override any hook.
-
-    Every worker of a multi-worker run calls every hook in the same order: an action that runs
-    a collective (a metric read, a save) runs it on all of them, and only the writing to files
-    and logs is the chief's.
-
-    Attributes:
-        interval: If set, no call of the train loop runs past a multiple of it (checkpoints).
-    """
-
-    interval: int | None = None
-
-    def start(self, state: LoopState) -> None:
-        """Before the first call (after any restore)."""
-
-    def __call__(self, state: LoopState) -> None:
-        """After every call of the train loop."""
-
-    def end(self, state: LoopState) -> None:
-        """After training ended normally (not after an error or preemption)."""
-
-    def close(self) -> None:
-        """Always, last: release what ``start`` took (signal handlers, writers)."""
+    def reset(self) -> None:
+        """Starts the metrics over (at an epoch's end)."""
+        for metric in self.metrics.values():
+            metric.reset_state()
 
 
 class Controller:
-    """Drives a train loop from the step in ``step`` to ``total_steps``.
+    """Drives a trainer from the step in ``step`` to ``total_steps``.
 
     Args:
-        train_loop: ``train_loop(iterator, n) -> losses of n steps`` (``steps.make_train_loop``).
-        iterator: The training batches, positioned at the current step.
+        trainer: The train loop, its batches and its metrics (``Trainer``). Its metrics are read
+            after every call and reset at each epoch's end (before the actions, so a checkpoint
+            saved at an epoch's end holds the next epoch's empty sums).
         step: The checkpointed step variable; the controller advances it.
-        train_metrics: Read after every call, and reset at each epoch's end (before the actions,
-            so a checkpoint saved at an epoch's end holds the next epoch's empty sums).
         total_steps: Where training ends.
         steps_per_epoch: Steps of one epoch; no call runs past an epoch's end.
         steps_per_loop: The most steps of one call (fewer host round trips).
-        actions: Called in order after every call.
+        actions: Called in order after every call (``tfresnet.actions``).
     """
 
-    def __init__(self, train_loop: Callable[[Any, tf.Tensor], tf.Tensor], iterator: Iterator, step: tf.Variable,
-                 train_metrics: Mapping[str, keras.metrics.Metric], total_steps: int, steps_per_epoch: int,
+    def __init__(self, trainer: Trainer, *, step: tf.Variable, total_steps: int, steps_per_epoch: int,
                  steps_per_loop: int, actions: Sequence[Action] = ()):
-        self.train_loop, self.iterator, self.step = train_loop, iterator, step
-        self.train_metrics, self.total_steps, self.steps_per_epoch = train_metrics, total_steps, steps_per_epoch
+        self.trainer, self.step = trainer, step
+        self.total_steps, self.steps_per_epoch = total_steps, steps_per_epoch
         self.steps_per_loop, self.actions = steps_per_loop, list(actions)
         self.intervals = [steps_per_epoch] + [a.interval for a in self.actions if a.interval]
 
@@ -130,15 +84,14 @@ class Controller:
             while state.stop is None and state.step < self.total_steps:
                 n = self.steps_in_next_call(state.step)
                 tic = time.perf_counter()
-                state.losses = self.train_loop(self.iterator, tf.constant(n, tf.int32)).numpy()
+                state.losses = self.trainer.train(n)
                 state.seconds = time.perf_counter() - tic
                 state.step += n
                 self.step.assign(state.step)
-                state.train = {name: float(m.result()) for name, m in self.train_metrics.items()}
+                state.train = self.trainer.results()
                 state.results = dict(state.train) if state.epoch_end else {}
                 if state.epoch_end:
-                    for metric in self.train_metrics.values():
-                        metric.reset_state()
+                    self.trainer.reset()
                 for action in self.actions:
                     action(state)
             for action in self.actions:

@@ -94,6 +94,30 @@ def make_strategy(name: str, tpu: str | None = None) -> tf.distribute.Strategy:
     raise ValueError(f"unknown strategy {name!r}")
 
 
+def updates_locally(strategy: tf.distribute.Strategy) -> bool:
+    """Whether the optimizer update needs no cross-replica merge (an all-reduce ``merge_call``).
+
+    True for the default strategy and ``OneDeviceStrategy``: there XLA can compile the update
+    together with the step. A merge inside an XLA cluster is what breaks ``MirroredStrategy``.
+    """
+    if isinstance(strategy, tf.distribute.OneDeviceStrategy):
+        return True
+    with strategy.scope():
+        return not tf.distribute.has_strategy()  # False only for the default (no-op) strategy
+
+
+def why_not_xla(sync_batchnorm: bool, strategy: tf.distribute.Strategy) -> str | None:
+    """Why the train step cannot be XLA-compiled under ``strategy``, or None.
+
+    The one case: synchronised BatchNorm under ``MirroredStrategy``/``MultiWorkerMirroredStrategy``.
+    Its all-reduce is a ``merge_call``, which TensorFlow cannot place inside the per-replica XLA
+    cluster. A TPU compiles the whole replica step, all-reduces included, so it can.
+    """
+    if not sync_batchnorm or updates_locally(strategy) or isinstance(strategy, tf.distribute.TPUStrategy):
+        return None
+    return f"synchronised BatchNorm cannot run inside XLA under {type(strategy).__name__}"
+
+
 def use_xla(jit_compile: bool | None, strategy: tf.distribute.Strategy, on_cpu: bool = False) -> bool:
     """XLA when asked; by default on GPU and TPU (where it pays), and on CPU only if ``on_cpu``.
 
@@ -247,18 +271,27 @@ class Runtime:
         return stack
 
 
-def make_runtime(cfg: TrainConfig, xla_on_cpu: bool = False) -> Runtime:
+def make_runtime(cfg: TrainConfig, xla_on_cpu: bool = False, log: Callable[[str], None] = print) -> Runtime:
     """The strategy (first: it must precede TensorFlow's context), determinism, seeds and XLA of ``cfg``.
+
+    XLA is decided here, once: asked for (``jit_compile=True``) where the step cannot be compiled
+    (``why_not_xla``), a one-line error; on only by default (a GPU), turned off with a line saying so.
 
     Args:
         cfg: The run's configuration.
         xla_on_cpu: XLA by default on CPU too (the task's ``xla_on_cpu``).
+        log: Where the line about XLA turned off goes.
     """
     strategy = make_strategy(cfg.strategy, cfg.tpu)
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(cfg.seed)
     jit_compile = use_xla(cfg.jit_compile, strategy, xla_on_cpu)
+    if jit_compile and (reason := why_not_xla(bool(cfg.model_options.get("sync_batchnorm")), strategy)):
+        if cfg.jit_compile:
+            raise ValueError(f"jit_compile: {reason}; use --jit_compile=false or drop sync_batchnorm")
+        log(f"XLA is off: {reason} (--jit_compile=false silences this)")
+        jit_compile = False
     if jit_compile and (cache := compilation_cache_dir(cfg.compilation_cache)):
         use_compilation_cache(cache)
     return Runtime(strategy, jit_compile, cfg.precision, cfg.device_prefetch)

@@ -17,6 +17,8 @@ from typing import Callable, Mapping
 import keras
 import tensorflow as tf
 
+from tfresnet import runtime
+
 LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 # forward(batch, training) -> (per-example losses, outputs); the loss sums to the batch's share.
 Forward = Callable[..., tuple[tf.Tensor, object]]
@@ -64,29 +66,10 @@ def make_metrics(prefix: str, top5: bool = False) -> dict[str, keras.metrics.Met
     return metrics
 
 
-def updates_locally(strategy: tf.distribute.Strategy) -> bool:
-    """Whether the optimizer update needs no cross-replica merge (an all-reduce ``merge_call``).
-
-    True for the default strategy and ``OneDeviceStrategy``: there XLA can compile the update
-    together with the step. A merge inside an XLA cluster is what breaks ``MirroredStrategy``.
-    """
-    if isinstance(strategy, tf.distribute.OneDeviceStrategy):
-        return True
-    with strategy.scope():
-        return not tf.distribute.has_strategy()  # False only for the default (no-op) strategy
-
-
 def why_not_xla(model: keras.Model, strategy: tf.distribute.Strategy) -> str | None:
-    """Why ``make_train_step(..., jit_compile=True)`` cannot run ``model`` under ``strategy``, or None.
-
-    The one case: synchronised BatchNorm under ``MirroredStrategy``/``MultiWorkerMirroredStrategy``.
-    Its all-reduce is a ``merge_call``, which TensorFlow cannot place inside the per-replica XLA
-    cluster. A TPU compiles the whole replica step, all-reduces included, so it can.
-    """
-    if (not getattr(model, "sync_batchnorm", False) or updates_locally(strategy)
-            or isinstance(strategy, tf.distribute.TPUStrategy)):
-        return None
-    return f"synchronised BatchNorm cannot run inside XLA under {type(strategy).__name__}"
+    """Why ``make_train_step(..., jit_compile=True)`` cannot run ``model`` under ``strategy``, or None
+    (``runtime.why_not_xla`` of its ``sync_batchnorm``)."""
+    return runtime.why_not_xla(getattr(model, "sync_batchnorm", False), strategy)
 
 
 def make_train_loop(
@@ -138,7 +121,7 @@ def make_train_loop(
     if jit_compile and (reason := why_not_xla(model, strategy)):
         raise ValueError(f"{model.name}: {reason}; use jit_compile=False or sync_batchnorm=False")
     # TPUStrategy compiles the whole replica step itself: nothing to wrap there.
-    whole_step = jit_compile and updates_locally(strategy)
+    whole_step = jit_compile and runtime.updates_locally(strategy)
     if jit_compile and not whole_step and not isinstance(strategy, tf.distribute.TPUStrategy):
         # Its own XLA cluster per replica, holding no cross-replica sync point (merge_call).
         forward_backward = tf.function(forward_backward, jit_compile=True)

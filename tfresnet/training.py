@@ -9,15 +9,14 @@ checkpoint, and the data position is re-derived from the step.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable
 
 import tensorflow as tf
 
-from tfresnet import actions, augment, checkpoints, models, optim, runtime, steps, tasks, transfer
+from tfresnet import actions, augment, checkpoints, models, optim, runtime, tasks, transfer
 from tfresnet.actions import Preempted
 from tfresnet.config import TrainConfig
-from tfresnet.loop import Controller
+from tfresnet.loop import Controller, Trainer
 from tfresnet.runtime import TrainingError, detect_strategy, make_strategy, precision_policy, use_xla
 
 __all__ = ["Run", "train", "evaluate", "check_names", "TrainingError", "Preempted", "detect_strategy",
@@ -58,7 +57,7 @@ class Run:
     def __init__(self, cfg: TrainConfig, log: Log = print):
         self.cfg, self.log = cfg, log
         task_cls = check_names(cfg)
-        self.runtime = runtime.make_runtime(cfg, task_cls.xla_on_cpu)  # first: before TensorFlow's context
+        self.runtime = runtime.make_runtime(cfg, task_cls.xla_on_cpu, log)  # first: before TensorFlow's context
         self.task = task_cls(cfg, self.runtime)
         self.task.load_data(training=True)
         checkpoints.check_run_record(cfg.model_dir, self.task.run_record())
@@ -75,11 +74,6 @@ class Run:
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         if cfg.keep_best and isinstance(self.runtime.strategy, tf.distribute.MultiWorkerMirroredStrategy):
             raise ValueError("keep_best is not supported under multi-worker training (the chief alone saves it)")
-        if self.runtime.jit_compile and (reason := steps.why_not_xla(self.model, self.runtime.strategy)):
-            if cfg.jit_compile:  # asked for: refuse; on only by default (GPU): turn it off and say so
-                raise ValueError(f"jit_compile: {reason}; use --jit_compile=false or drop sync_batchnorm")
-            log(f"XLA is off: {reason} (--jit_compile=false silences this)")
-            self.runtime = self.task.runtime = dataclasses.replace(self.runtime, jit_compile=False)
         # The evaluation metrics too: a resumed run knows its last test accuracy (target_accuracy).
         metrics = {**self.train_metrics, **{f"test_{name}": m for name, m in self.eval_metrics.items()}}
         self.checkpointer = checkpoints.Checkpointer(
@@ -164,9 +158,10 @@ class Run:
                 self.log(f"Nothing left to train: the checkpoint is at step {start} of {self.task.total_steps} (raise "
                          "--epochs or --train_steps to train further)")
             self.checkpointer.write_run_record(self.task.run_record())
-            controller = Controller(
-                self.train_loop(), self.task.train_iterator(start), self.step, self.train_metrics, self.task.total_steps,
-                self.task.steps_per_epoch, self.cfg.steps_per_loop, self.actions())
+            trainer = Trainer(self.train_loop(), self.task.train_iterator(start), self.train_metrics)
+            controller = Controller(trainer, step=self.step, total_steps=self.task.total_steps,
+                                    steps_per_epoch=self.task.steps_per_epoch, steps_per_loop=self.cfg.steps_per_loop,
+                                    actions=self.actions())
             return controller.run().results
 
 
@@ -185,7 +180,7 @@ def evaluate(cfg: TrainConfig, log: Log = print) -> dict[str, float]:
         ``{"loss": ..., "accuracy": ..., ("top5": ...)}``.
     """
     task_cls = check_names(cfg)
-    rt = runtime.make_runtime(cfg, task_cls.xla_on_cpu)
+    rt = runtime.make_runtime(cfg, task_cls.xla_on_cpu, log)
     task = task_cls(cfg, rt)
     task.load_data(training=False)
     checkpoints.check_run_record(cfg.model_dir, task.run_record())

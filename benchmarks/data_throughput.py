@@ -32,9 +32,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-
-from tfresnet import augment, data, models, steps  # noqa: E402
 from train_throughput import data_rate  # noqa: E402 - same folder
+
+from tfresnet import data, models  # noqa: E402
+from tfresnet.data import augment
+from tfresnet.engine import steps
 
 
 def consumed(batch_size: int, steps_: int) -> float:
@@ -106,7 +108,7 @@ def jpeg_section(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder, shard_dir = os.path.join(tmp, "jpegs"), os.path.join(tmp, "shards")
         write_jpegs(folder, args.jpeg_images)
-        data.write_shards("folder", folder, shard_dir, args.num_shards, splits=("train",), log=lambda line: None)
+        data.to_shards("folder", folder, shard_dir, args.num_shards, splits=("train",), log=lambda line: None)
         files = data.load_source("folder", "train", folder, image_size=side)
         records = data.load_source("shards", "train", shard_dir, image_size=side)
         model = model_rate(args.model, side, args.model_batch_size, args.model_steps) if args.model_steps else None

@@ -24,8 +24,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfresnet import runtime, tasks  # noqa: E402
+from tfresnet import tasks  # noqa: E402
 from tfresnet.config import TrainConfig  # noqa: E402
+from tfresnet.engine import runtime
 
 
 def build(cfg: TrainConfig, jit: bool):

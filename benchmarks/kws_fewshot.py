@@ -3,7 +3,7 @@
 Trains the ``fewshot`` task with a flag file (default ``flags/kws_protores.cfg``) on the training
 words spoken by the training speakers, keeps the checkpoint that does best on the validation
 words, then reports N-way K-shot accuracy on the TEST words spoken by the HELD-OUT speakers
-(``tfresnet.audio``: word lists and speaker split), mean and 95% confidence interval over
+(``tfresnet.kws.audio``: word lists and speaker split), mean and 95% confidence interval over
 ``--episodes`` episodes, next to the same encoder untrained and to two non-learned baselines
 (nearest prototype on the raw log-mel features, and on their average over time), and how the
 ``KeywordSpotter`` threshold splits an open set (half of the test words enrolled, the other half
@@ -31,7 +31,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfresnet import audio, cli, episodes, models, spotting, training  # noqa: E402
+from tfresnet import cli, models, training  # noqa: E402
+from tfresnet.kws import audio, episodes, logmel, spotting
 
 SHAPES = ((5, 1), (5, 5), (10, 1))
 
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
     clips = audio.load_keyword_folder(args.data_dir)
     test = audio.keyword_split(clips, "test")
     bins = 40
-    features = audio.features(tf.constant(test.waveforms), bins).numpy()
+    features = logmel.features(tf.constant(test.waveforms), bins).numpy()
     trained = spotting.load_encoder(model_dir)
     keras.utils.set_random_seed(cfg.seed)
     untrained = models.create_model(cfg.model or "protores", input_shape=features.shape[1:], **cfg.model_options)
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
     # out unknown; the validation words (3 of 5 enrolled) pick the threshold that gets most right.
     thresholds = np.round(np.arange(0.5, 0.951, 0.025), 3)
     validation = audio.keyword_split(clips, "validation")
-    validation_embeddings = embed(trained, audio.features(tf.constant(validation.waveforms), bins).numpy())
+    validation_embeddings = embed(trained, logmel.features(tf.constant(validation.waveforms), bins).numpy())
     threshold_rows = {}
     for k_shot in (1, 5):
         chosen = thresholds[np.argmax(sum(open_set(validation_embeddings, validation, 3, k_shot, thresholds)))]

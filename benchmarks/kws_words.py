@@ -6,7 +6,7 @@ of them, and an encoder that has heard 20 words learns what tells those 20 apart
 the espeak-ng voice of every *training* speaker in ``SPEAKERS.tsv`` (accent, variant, pitch,
 speed, gain: the generator of the data,
 ``make_spoken_keywords.py`` beside it, renders them), never a held-out speaker's
-(``tfresnet.audio.held_out_speakers``), and never a Speech Commands word or a word that spells a
+(``tfresnet.kws.audio.held_out_speakers``), and never a Speech Commands word or a word that spells a
 validation or test word inside it ("going", "nobody"). Train on them with
 ``--extra_words_dir=OUT`` (``flags/kws_protores_words.cfg``); BENCHMARKS.md has the figures.
 
@@ -32,7 +32,7 @@ import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
-from tfresnet import audio
+from tfresnet.kws import audio
 
 # The 35 Speech Commands words: the few-shot split's three lists.
 SPEECH_COMMANDS_WORDS = audio.TRAIN_WORDS + audio.VALIDATION_WORDS + audio.TEST_WORDS

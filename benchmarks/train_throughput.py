@@ -40,7 +40,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfresnet import data, models, runtime, steps, training  # noqa: E402
+from tfresnet import data, models, training  # noqa: E402
+from tfresnet.engine import runtime, steps
 
 PRECISION = {"": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 

@@ -30,7 +30,11 @@ tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfigu
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist.npz"
-README = (REPO / "README.md").read_text()
+# The README and the documentation pages in the order of mkdocs.yml's nav: their commands are tested
+# as one text, in the order a reader meets them.
+DOC_PAGES = [REPO / "README.md", *(REPO / "docs" / page for page in
+                                   re.findall(r"^  - [^:]+: (\S+\.md)$", (REPO / "mkdocs.yml").read_text(), re.M))]
+README = "\n".join(page.read_text() for page in DOC_PAGES)
 
 
 def write_wav(path, wave, rate: int = 16_000) -> None:
@@ -161,7 +165,6 @@ def image_folder(root):
 def pytorch_weights_file(folder, name="resnet18"):
     """A random torchvision-layout state dict of ``name`` (``tests/torch_reference.py``), as ``.safetensors``."""
     import safetensors.torch  # noqa: PLC0415
-
     from torch_reference import random_resnet  # noqa: PLC0415
 
     path = folder / f"{name}.safetensors"

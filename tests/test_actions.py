@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfresnet import actions, checkpoints
-from tfresnet.actions import LoopState
+from tfresnet.engine import actions, checkpoints
+from tfresnet.engine.actions import LoopState
 
 
 def _model():

@@ -5,7 +5,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import SPOKEN_KEYWORDS, write_wav
-from tfresnet import audio as A
+from tfresnet.kws import audio as A
+from tfresnet.kws import augment as clip_augment
+from tfresnet.kws import logmel
 
 
 def test_speech_commands_layout_is_read_correctly(tmp_path):
@@ -59,19 +61,19 @@ def test_shared_spoken_keywords_split_into_words_and_speakers():
 def test_augmentation_is_seeded_and_does_what_it_says():
     wave = np.zeros((2, 1000), np.float32)
     wave[:, 500] = 1.0
-    shifted = A.shift(tf.constant(wave), 100, tf.constant([1, 2], tf.int64)).numpy()
+    shifted = clip_augment.shift(tf.constant(wave), 100, tf.constant([1, 2], tf.int64)).numpy()
     moved = np.flatnonzero(shifted[0])[0] - 500
     assert abs(moved) <= 100 and shifted.sum() == 2
-    np.testing.assert_array_equal(shifted, A.shift(tf.constant(wave), 100, tf.constant([1, 2], tf.int64)))
+    np.testing.assert_array_equal(shifted, clip_augment.shift(tf.constant(wave), 100, tf.constant([1, 2], tf.int64)))
     noise = tf.random.stateless_normal([20000], [0, 1])
     signal = 0.3 * tf.sin(tf.range(1000, dtype=tf.float32) / 3.0)[None, :] * tf.ones([64, 1])  # no clipping
-    mixed = A.mix_noise(signal, noise, 1.0, (10.0, 10.0), tf.constant([3, 4], tf.int64))
+    mixed = clip_augment.mix_noise(signal, noise, 1.0, (10.0, 10.0), tf.constant([3, 4], tf.int64))
     snr = 10 * np.log10(np.mean(signal.numpy() ** 2) / np.mean((mixed - signal).numpy() ** 2, axis=1))
     np.testing.assert_allclose(snr, 10.0, atol=0.5)  # the mix is at the SNR asked for
     feats = tf.ones([3, 98, 40, 1])
-    masked = A.mask_features(feats, tf.constant([5, 6], tf.int64)).numpy()
+    masked = clip_augment.mask_features(feats, tf.constant([5, 6], tf.int64)).numpy()
     assert 0 < (masked == 0).mean() < 0.5
-    warped = A.warp_features(tf.reshape(tf.range(98.0), [1, 98, 1, 1]) * tf.ones([1, 1, 40, 1]), 0.2, 0.0,
+    warped = clip_augment.warp_features(tf.reshape(tf.range(98.0), [1, 98, 1, 1]) * tf.ones([1, 1, 40, 1]), 0.2, 0.0,
                              tf.constant([7, 8], tf.int64)).numpy()[0, :, 0, 0]
     assert 0.8 <= warped[50] / 50 <= 1.2 and np.all(np.diff(warped) >= 0)
 
@@ -94,7 +96,7 @@ def _frequency(piece):
 def test_speech_spans_find_the_word():
     waves = _tones([(0.2, 0.6), (0.05, 0.93)], [500, 2000], [0.5, 0.01])
     waves[0] += 1e-4 * np.random.default_rng(0).standard_normal(A.SAMPLE_RATE).astype(np.float32)  # -70 dB floor
-    spans = A.speech_spans(waves) / A.SAMPLE_RATE
+    spans = clip_augment.speech_spans(waves) / A.SAMPLE_RATE
     np.testing.assert_allclose(spans, [[0.2, 0.6], [0.05, 0.93]], atol=0.0101)  # to the 10 ms frame
 
 
@@ -105,7 +107,7 @@ def test_word_splicer_joins_the_start_of_one_word_to_the_end_of_another_by_the_s
     freqs, amplitudes = [500, 1500, 3000] * 2, [0.5] * 3 + [0.1] * 3
     waves, labels = _tones(spans, freqs, amplitudes), np.array([0, 1, 2] * 2, np.int32)
     speakers = np.array(["loud"] * 3 + ["quiet"] * 3)
-    splicer = A.WordSplicer(waves, labels, speakers, probability=0.99, cut=0.25)
+    splicer = clip_augment.WordSplicer(waves, labels, speakers, probability=0.99, cut=0.25)
     assert splicer.num_classes == 9
     spliced, classes = splicer(np.arange(6), np.random.default_rng(1))
     assert spliced.shape == waves.shape and spliced.dtype == np.float32 and classes.dtype == np.int32
@@ -125,25 +127,25 @@ def test_word_splicer_joins_the_start_of_one_word_to_the_end_of_another_by_the_s
     # Seeded by the generator; probability 0 keeps every clip and gives it class w * words + w.
     again, _ = splicer(np.arange(6), np.random.default_rng(1))
     np.testing.assert_array_equal(again, spliced)
-    kept, classes = A.WordSplicer(waves, labels, speakers, 0.0)(np.array([4, 0]), np.random.default_rng(0))
+    kept, classes = clip_augment.WordSplicer(waves, labels, speakers, 0.0)(np.array([4, 0]), np.random.default_rng(0))
     np.testing.assert_array_equal(kept, waves[[4, 0]])
     np.testing.assert_array_equal(classes, [4, 0])
     for bad, message in (({"probability": 1.0}, "probability must be in"), ({"probability": 0.5, "cut": 0.5},
                                                                             "cut must be in")):
         with pytest.raises(ValueError, match=message):
-            A.WordSplicer(waves, labels, speakers, **bad)
+            clip_augment.WordSplicer(waves, labels, speakers, **bad)
     with pytest.raises(ValueError, match="at least two words"):
-        A.WordSplicer(waves[:1], labels[:1], speakers[:1], 0.5)
+        clip_augment.WordSplicer(waves[:1], labels[:1], speakers[:1], 0.5)
 
 
 def test_features_are_log_mel_standardised_per_clip():
     waves, _ = A.synthetic_keywords(2, 1, seconds=1.0)
-    feats = A.features(tf.constant(waves)).numpy()
-    assert feats.shape == (2, 98, 40, 1) and A.clip_samples(98) == A.SAMPLE_RATE
+    feats = logmel.features(tf.constant(waves)).numpy()
+    assert feats.shape == (2, 98, 40, 1) and logmel.clip_samples(98) == A.SAMPLE_RATE
     np.testing.assert_allclose(feats.mean(axis=(1, 2, 3)), 0, atol=1e-4)
     np.testing.assert_allclose(feats.std(axis=(1, 2, 3)), 1, atol=1e-3)
     # Loudness does not change them.
-    np.testing.assert_allclose(A.features(tf.constant(waves * 0.1)).numpy(), feats, atol=2e-3)
+    np.testing.assert_allclose(logmel.features(tf.constant(waves * 0.1)).numpy(), feats, atol=2e-3)
 
 
 def test_speech_commands_through_tfds_mock():

@@ -312,7 +312,8 @@ def test_offline_quick_start_answers_in_one_line_within_15_seconds_in_a_real_pro
 
 def test_hidden_files_are_skipped_by_every_folder_reader(ws, tmp_path):
     """.DS_Store and ._* files (macOS), .ipynb_checkpoints folders: never an image, a class or a keyword."""
-    from tfresnet import audio, data  # noqa: PLC0415
+    from tfresnet import data  # noqa: PLC0415
+    from tfresnet.kws import audio
 
     folder = tmp_path / "images"
     shutil.copytree(ws / "two_class", folder)

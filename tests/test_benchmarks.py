@@ -118,7 +118,7 @@ def test_readme_benchmark_command(command, tmp_path):
             named, rejected = np.array([row[t] for t in sorted(row, key=float)]).T
             assert np.all(np.diff(named) <= 0) and np.all(np.diff(rejected) >= 0) and named[0] > rejected[0], row
     elif script == "kws_words.py":
-        from tfresnet import audio  # noqa: PLC0415
+        from tfresnet.kws import audio  # noqa: PLC0415
 
         clips = audio.load_keyword_folder(words[words.index("--data_dir") + 1])
         extra_clips = audio.load_keyword_folder(tmp_path / "words")
@@ -181,7 +181,8 @@ def test_kws_words_picks_usable_words_and_only_training_voices(tmp_path):
     """benchmarks/kws_words.py without espeak-ng: which words and voices it would render."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     import kws_words  # noqa: PLC0415
-    from tfresnet import audio  # noqa: PLC0415
+
+    from tfresnet.kws import audio  # noqa: PLC0415
 
     assert kws_words.usable_words(["table", "gone", "going", "nobody", "dog", "yes", "table", "often"]) == [
         "often", "table"]  # gone and going spell go, nobody no; dog and yes are keywords
@@ -202,7 +203,8 @@ def test_open_set_rates_match_a_hand_count():
     """benchmarks/kws_fewshot.open_set: 3 words by speakers a, b, c, 2 of them enrolled at a time."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     import kws_fewshot  # noqa: PLC0415
-    from tfresnet import audio  # noqa: PLC0415
+
+    from tfresnet.kws import audio  # noqa: PLC0415
 
     labels, speakers = np.repeat([0, 1, 2], 3), np.tile(["a", "b", "c"], 3)
     clips = audio.SpokenKeywords(np.zeros((9, 16000), np.float32), labels, ["w0", "w1", "w2"], speakers)

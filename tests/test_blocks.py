@@ -1,13 +1,13 @@
 """The ResNet v1/v2 and ResNeXt blocks: shapes, shortcuts, stride placement, zero-init, serialisation."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
-from tfresnet import blocks as B
 from tfresnet import models
-from tfresnet.layers import DropPath
+from tfresnet.models import blocks as B
+from tfresnet.models.layers import DropPath
 
 
 def _kernel(layer, name):

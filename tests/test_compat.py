@@ -17,13 +17,19 @@ import pytest
 
 from conftest import MNIST_NPZ, REPO
 from tfresnet import training
-from tfresnet.config import TrainConfig
 
 OLD = REPO / "tests" / "data" / "old_runs"
 sys.path.insert(0, str(OLD))
-from write import COMMANDS  # noqa: E402 - registers compat_resnet, as the writing run did
+from write import COMMANDS, register  # noqa: E402
 
 from tfresnet import cli  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def compat_resnet():
+    """The writing run's tiny model; registered while these tests run, not at collection (the zoo's
+    own tests iterate over the registered models)."""
+    register()
 
 
 def old_config(task, tmp_path, **changes):

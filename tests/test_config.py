@@ -2,8 +2,9 @@
 
 import pytest
 
-from tfresnet import optim, tasks
+from tfresnet import tasks
 from tfresnet.config import BUILT_IN, OPTION_SCOPES, TrainConfig
+from tfresnet.engine import optim
 
 
 def test_the_rule_knows_every_built_in_name_and_every_option_it_names_exists():

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfresnet import augment, data, models, steps
+from tfresnet import data, models
+from tfresnet.data import augment
+from tfresnet.engine import steps
 
 
 def _write_npz(path, **arrays):
@@ -339,7 +341,7 @@ def test_an_undecodable_image_is_named_or_skipped_with_a_count(tmp_path, capfd):
         data.make_dataset(source, 4, training=True, bad_images="ignore")
     # Converting to shards checks every image first.
     with pytest.raises(ValueError, match=rf"{re.escape(str(bad))} does not decode as an image \(jpeg::Uncompress failed.*\); 1 of 20 files"):
-        data.write_shards("folder", str(tmp_path / "imgs"), str(tmp_path / "shards"), 2, splits=("train",))
+        data.to_shards("folder", str(tmp_path / "imgs"), str(tmp_path / "shards"), 2, splits=("train",))
     assert not (tmp_path / "shards" / "shards.json").exists()
 
 

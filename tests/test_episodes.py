@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tfresnet import episodes as E
+from tfresnet.kws import episodes as E
 
 
 def test_episode_sampler_keeps_queries_out_of_the_support():
@@ -59,7 +59,7 @@ def test_support_and_queries_come_from_different_speakers():
 def test_episode_accuracies_match_the_prototypical_network():
     import tensorflow as tf
 
-    from tfresnet import protores
+    from tfresnet.models import protores
 
     rng = np.random.default_rng(0)
     labels, features = np.repeat(np.arange(6), 5), rng.normal(size=(30, 7)).astype(np.float32)
@@ -76,7 +76,7 @@ def test_episode_accuracies_match_the_prototypical_network():
 def test_cosine_episode_accuracies_match_the_prototypical_network():
     import tensorflow as tf
 
-    from tfresnet import protores
+    from tfresnet.models import protores
 
     rng = np.random.default_rng(1)
     labels = np.repeat(np.arange(6), 5)

@@ -3,8 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
-from tfresnet import layers as L
-from tfresnet.tutorial import ResidualUnit
+from tfresnet.models import layers as L
+from tfresnet.models.tutorial import ResidualUnit
 
 
 def test_batchnorm_training_flag_selects_statistics(rng):

@@ -2,13 +2,15 @@
 
 import functools
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
 import tfresnet
-from tfresnet import models, port, resnet
+from tfresnet import models
+from tfresnet.models import resnet
+from tfresnet.weights import port
 
 # Dense heads after Flatten fix the input size; the convolutional models take smaller inputs.
 DENSE_HEADS = ("mnist_resnet", "preact_resnet22")

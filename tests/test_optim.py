@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfresnet import models, optim
+from tfresnet import models
 from tfresnet.config import TrainConfig
+from tfresnet.engine import optim
 
 CFG = TrainConfig(learning_rate=0.1, lr_scale_batch=256, batch_size=512)
 

@@ -4,12 +4,12 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
-import keras
 import tfresnet
-from tfresnet import port
+from tfresnet.weights import port
 
 
 @pytest.mark.parametrize("name", sorted(port.KERAS_APPLICATIONS))

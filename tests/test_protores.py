@@ -1,12 +1,12 @@
 """The protores encoder and the prototypical network: shapes, block wiring, prototypes against NumPy."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
 import tfresnet
-from tfresnet import protores as P
+from tfresnet.models import protores as P
 
 
 def test_embedding_shapes():

@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 
 import tfresnet
-from tfresnet import augment, data, models, optim, registry, tasks
+from tfresnet import data, models, tasks
+from tfresnet.data import augment
+from tfresnet.engine import optim
+from tfresnet.models import registry
 
 
 def test_every_builtin_model_is_registered_with_register_model():

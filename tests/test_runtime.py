@@ -10,8 +10,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO
-from tfresnet import runtime, training
+from tfresnet import training
 from tfresnet.config import TrainConfig
+from tfresnet.engine import runtime
 
 
 def test_detect_strategy_prefers_tpu_then_gpus_then_default(monkeypatch):
@@ -85,7 +86,7 @@ def test_the_default_strategy_prefetches_to_the_first_gpu(monkeypatch):
 
 
 def test_the_persistent_compilation_cache_is_written_then_read(tmp_path):
-    program = ("import sys; from tfresnet import runtime; runtime.use_compilation_cache(sys.argv[1]); "
+    program = ("import sys; from tfresnet.engine import runtime; runtime.use_compilation_cache(sys.argv[1]); "
                "import tensorflow as tf; f = tf.function(lambda x: tf.nn.relu(x @ x), jit_compile=True); "
                "print(float(tf.reduce_sum(f(tf.ones((8, 8))))))")
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}

@@ -2,16 +2,17 @@
 
 import json
 
+import keras
 import numpy as np
 import pytest
 import safetensors.torch
 import tensorflow as tf
-
-import keras
-from tfresnet import augment, data, training, weights
-from tfresnet.config import TrainConfig
-from tfresnet.preprocessing import CAFFE
 from torch_reference import random_resnet
+
+from tfresnet import data, training, weights
+from tfresnet.config import TrainConfig
+from tfresnet.data import augment
+from tfresnet.weights.preprocessing import CAFFE
 
 SIZES = [(40, 52), (32, 32), (61, 37)]  # raw images of any size, as a user's folder holds them
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfresnet import cli, data, shards
+from tfresnet import cli, data
+from tfresnet.data import shards
 
 
 def _folder(root, classes=3, per_class=7):
@@ -200,7 +201,7 @@ def test_tensorflow_datasets_files_are_read_as_shards_and_convert(tmp_path, monk
     kw = dict(batch_size=4, training=True, seed=1)
     full = [y.numpy().tolist() for _, y in data.make_dataset(source, **kw).take(17)]
     assert [y.numpy().tolist() for _, y in data.make_dataset(source, start_step=15, **kw).take(2)] == full[15:]
-    written = data.write_shards("toy", str(tmp_path / "tfds"), str(tmp_path / "out"), 3, log=lambda line: None)
+    written = data.to_shards("toy", str(tmp_path / "tfds"), str(tmp_path / "out"), 3, log=lambda line: None)
     assert {s: w.num_examples for s, w in written.items()} == {"train": 30, "validation": 6}
     converted = data.load_source("shards", "validation", str(tmp_path / "out"), image_size=16)
     x, y = next(iter(data.make_dataset(converted, 6, training=False)))

@@ -8,8 +8,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import SPOKEN_KEYWORDS
-from tfresnet import audio, cli, episodes, models, spotting, training
+from tfresnet import cli, models, training
 from tfresnet.config import TrainConfig
+from tfresnet.kws import audio, episodes, logmel, spotting
 
 pytestmark = pytest.mark.needs_keywords
 
@@ -40,7 +41,7 @@ def clips():
 def test_trained_encoder_beats_chance_and_raw_features_on_test_words_of_held_out_speakers(run, clips):
     cfg, results = run
     test = audio.keyword_split(clips, "test")
-    features = audio.features(test.waveforms).numpy()
+    features = logmel.features(test.waveforms).numpy()
     accuracy = lambda x: episodes.episode_accuracies(  # noqa: E731
         x, test.labels, 5, 1, 5, 500, test.speaker_ids(), 1, metric="cosine").mean()
     trained = spotting.load_encoder(cfg.model_dir)
@@ -116,11 +117,11 @@ def test_detect_finds_keywords_at_known_times_in_a_long_noisy_recording(run, cli
 
 def test_litert_float32_and_int8_agree_with_the_keras_encoder(run, clips, tmp_path):
     test = audio.keyword_split(clips, "test")
-    features = audio.features(test.waveforms).numpy()
+    features = logmel.features(test.waveforms).numpy()
     encoder = spotting.load_encoder(run[0].model_dir)
     reference = encoder(features, training=False).numpy()
     train = audio.keyword_split(clips, "train")
-    representative = audio.features(train.waveforms[::4]).numpy()
+    representative = logmel.features(train.waveforms[::4]).numpy()
     lite = {}
     for name, rep in (("float32", None), ("int8", representative)):
         path = tmp_path / f"{name}.tflite"

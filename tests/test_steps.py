@@ -8,8 +8,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import MNIST_NPZ
-from tfresnet import data, models, runtime, steps, training
+from tfresnet import data, models, training
 from tfresnet.config import TrainConfig
+from tfresnet.engine import runtime, steps
 
 
 @pytest.fixture(scope="module")

@@ -4,14 +4,16 @@ import collections
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
 from conftest import MNIST_NPZ
-from tfresnet import data, optim, steps, tasks, training, tutorial
+from tfresnet import data, tasks, training
 from tfresnet.config import TrainConfig
+from tfresnet.engine import optim, steps
+from tfresnet.models import tutorial
 
 pytestmark = pytest.mark.needs_mnist
 
@@ -157,7 +159,7 @@ def test_mixed_precision_keeps_logits_and_loss_float32(tmp_path):
 
 @pytest.mark.needs_mnist
 def test_ema_resumes_exactly_is_evaluated_beside_the_raw_weights_and_exported(tmp_path):
-    from tfresnet import checkpoints
+    from tfresnet.engine import checkpoints
 
     lines = []
     cfg = TrainConfig(model="mnist_resnet", dataset="mnist", data_dir=str(MNIST_NPZ.parent), train_split="train[:128]",

@@ -1,13 +1,15 @@
 """Fine-tuning: the backbone frozen for the first epochs, and its own learning rate."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
 import tfresnet
-from tfresnet import optim, training, transfer
+from tfresnet import training
 from tfresnet.config import TrainConfig
+from tfresnet.engine import optim
+from tfresnet.weights import finetune as transfer
 
 
 @pytest.mark.parametrize("make", [lambda: keras.optimizers.SGD(0.1, momentum=0.9), lambda: keras.optimizers.Adam(0.01)])

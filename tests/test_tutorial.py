@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfresnet import tutorial as T
+from tfresnet.models import tutorial as T
 
 
 def test_residual_unit_identity_when_shapes_match(rng):

@@ -2,16 +2,17 @@
 
 import sys
 
+import keras
 import numpy as np
 import pytest
 import safetensors.torch
 import torch
-
-import keras
-import tfresnet
-from tfresnet import port, weights
-from tfresnet.preprocessing import CAFFE, INCEPTION, TORCHVISION, Preprocessing
 from torch_reference import ARCHITECTURES, random_resnet
+
+import tfresnet
+from tfresnet import weights
+from tfresnet.weights import port
+from tfresnet.weights.preprocessing import CAFFE, INCEPTION, TORCHVISION, Preprocessing
 
 SHAPE = (64, 64, 3)
 torch.set_num_threads(1)  # pytest-xdist already runs one test per core

@@ -9,32 +9,33 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "ResidualUnit": "tfresnet.tutorial",
-    "ResnetLayer": "tfresnet.tutorial",
-    "MnistResNet": "tfresnet.tutorial",
-    "PreActResNet22": "tfresnet.tutorial",
-    "BasicBlock": "tfresnet.blocks",
-    "Bottleneck": "tfresnet.blocks",
-    "PreActBasicBlock": "tfresnet.blocks",
-    "PreActBottleneck": "tfresnet.blocks",
-    "ResNet": "tfresnet.resnet",
-    "ProtoResEncoder": "tfresnet.protores",
-    "PrototypicalNetwork": "tfresnet.protores",
-    "KeywordSpotter": "tfresnet.spotting",
+    "ResidualUnit": "tfresnet.models.tutorial",
+    "ResnetLayer": "tfresnet.models.tutorial",
+    "MnistResNet": "tfresnet.models.tutorial",
+    "PreActResNet22": "tfresnet.models.tutorial",
+    "BasicBlock": "tfresnet.models.blocks",
+    "Bottleneck": "tfresnet.models.blocks",
+    "PreActBasicBlock": "tfresnet.models.blocks",
+    "PreActBottleneck": "tfresnet.models.blocks",
+    "ResNet": "tfresnet.models.resnet",
+    "ProtoResEncoder": "tfresnet.models.protores",
+    "PrototypicalNetwork": "tfresnet.models.protores",
+    "KeywordSpotter": "tfresnet.kws.spotting",
     "create_model": "tfresnet.models",
     "list_models": "tfresnet.models",
     "model_spec": "tfresnet.models",
-    "register_model": "tfresnet.registry",
+    "register_model": "tfresnet.models.registry",
     "register_weights": "tfresnet.weights",
-    "Preprocessing": "tfresnet.preprocessing",
+    "Preprocessing": "tfresnet.weights.preprocessing",
     "TrainConfig": "tfresnet.config",
-    "train": "tfresnet.training",
     "evaluate": "tfresnet.training",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "train"])
 
 
 def __getattr__(name):
+    if name == "train":  # the module of python -m tfresnet.train, which calling trains (train(cfg))
+        return importlib.import_module("tfresnet.train")
     if name not in _EXPORTS:
         raise AttributeError(f"module 'tfresnet' has no attribute {name!r}")
     return getattr(importlib.import_module(_EXPORTS[name]), name)

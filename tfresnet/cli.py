@@ -242,7 +242,7 @@ def run_eval() -> None:
     sys.exit(main(sys.argv, mode="eval"))
 
 
-# -- tfresnet-kws: keyword spotting with a trained few-shot encoder (tfresnet.spotting) --------------
+# -- tfresnet-kws: keyword spotting with a trained few-shot encoder (tfresnet.kws.spotting) --------------
 
 KWS_FLAGS = flags.FlagValues()
 flags.DEFINE_string("model", None, "A few-shot run folder (its model.keras), a .keras or a .tflite encoder.",
@@ -268,7 +268,7 @@ KWS_USAGE = """usage:
 
 def _check_kws(command: str, wavs: list[str]) -> None:
     """What ``tfresnet-kws`` can check without TensorFlow: flags, paths and the WAV files' headers."""
-    from tfresnet import files  # noqa: PLC0415
+    from tfresnet.core import files  # noqa: PLC0415
 
     f = KWS_FLAGS
     if not f.model:
@@ -301,7 +301,7 @@ def _check_kws(command: str, wavs: list[str]) -> None:
 
 
 def _kws(command: str, wavs: list[str]) -> None:
-    from tfresnet import spotting  # noqa: PLC0415
+    from tfresnet.kws import spotting  # noqa: PLC0415
 
     f = KWS_FLAGS
     if command == "export":
@@ -411,13 +411,13 @@ def shards_main(argv: Sequence[str]) -> int:
             raise flags.Error(f"unexpected arguments {rest} (flags look like --name=value)")
         if not f.out_dir:
             raise flags.Error("--out_dir is required: the shard folder to write")
-        from tfresnet import files  # noqa: PLC0415 - no TensorFlow: answers before it loads
+        from tfresnet.core import files  # noqa: PLC0415 - no TensorFlow: answers before it loads
 
         files.check_writable(f.out_dir, "--out_dir")
         load_tensorflow()
         from tfresnet import data  # noqa: PLC0415
 
-        data.write_shards(f.dataset, f.data_dir, f.out_dir, f.num_shards, f.splits, f.seed, f.overwrite,
+        data.to_shards(f.dataset, f.data_dir, f.out_dir, f.num_shards, f.splits, f.seed, f.overwrite,
                           log=lambda line: print(line, flush=True))
 
     return _run_tool("tfresnet-shards", SHARD_FLAGS, argv, body, errors=(RuntimeError,),

@@ -1,8 +1,11 @@
-"""Training configuration: one frozen dataclass, validated when it is made.
+"""Training configuration: ``TrainConfig``, one frozen dataclass made of sections, validated when made.
 
+Each section (``DataOptions``, ``OptimOptions``, ``RuntimeOptions``, ``FewShotOptions``, ...) holds
+the options of one part of a run and checks them (``check_section``); ``TrainConfig`` inherits
+them all, so the options stay flat (``TrainConfig(dataset=..., batch_size=...)``, one flag each).
 Each field carries its one help text (``option(default, help)``), from which ``tfresnet.cli``
-builds its flag and ``--help``; ``SECTIONS`` groups the fields for that help. Comments here say
-why a default is what it is.
+builds its flag and ``--help``, grouped by section (``SECTIONS``). Comments say why a default is
+what it is.
 
 Only what needs no TensorFlow is checked here (numbers, the engine's own choices: precision,
 strategy, mode, and ``OPTION_SCOPES``: options the chosen task, optimizer or schedule does not
@@ -14,10 +17,10 @@ table entry never has to be added here as well.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
-from tfresnet.errors import BadInput
-from tfresnet.registry import unknown_name
+from tfresnet.core.errors import BadInput
+from tfresnet.core.registry import unknown_name
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "auto", "one_device", "mirrored", "multi_worker", "tpu")
@@ -86,19 +89,45 @@ def option(default: Any = None, help: str = "", factory: Any = None) -> Any:  # 
     return dataclasses.field(default=default, metadata={"help": help})
 
 
+def _positive(section, *fields: str, optional: bool = False) -> None:
+    for field in fields:
+        value = getattr(section, field)
+        if not (optional and value is None) and value <= 0:
+            raise ValueError(f"{field} must be positive, got {value}")
+
+
+def _not_negative(section, *fields: str) -> None:
+    for field in fields:
+        if getattr(section, field) < 0:
+            raise ValueError(f"{field} must be >= 0, got {getattr(section, field)}")
+
+
+
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run needs. Defaults are the MNIST tutorial recipe.
+class TaskOptions:
+    """Task and model: what is trained."""
 
-    Models and datasets take plain values from it; absl flags exist only in ``tfresnet.cli``,
-    which builds one of these.
-    """
+    TITLE: ClassVar[str] = "Task and model"
 
-    # What to train on what.
     task: str = option("classify", "What to train, a name in tfresnet.tasks.TASKS: classify (images), fewshot "
                                    "(keyword spotting).")
     model: str | None = option(None, "Model name (tfresnet.list_models()); default: the task's own (mnist_resnet, "
                                      "protores).")
+    model_options: dict[str, Any] = option(help="Model constructor options as key=value (JSON values), "
+                                                "comma-separated, e.g. zero_init_residual=true or widths=[8,12,16].",
+                                           factory=dict)
+
+    def check_section(self) -> None:
+        """Refuses a value out of range or not one of the choices (``ValueError``, one line)."""
+        return
+
+
+@dataclasses.dataclass(frozen=True)
+class DataOptions:
+    """Data: what it is trained and evaluated on, and how images are read."""
+
+    TITLE: ClassVar[str] = "Data"
+
     dataset: str = option("mnist", "mnist, fashion_mnist, cifar10, cifar100, imagenette, imagenet2012, folder, npz, "
                                    "shards or synthetic.")
     data_dir: str | None = option(None, "TFDS data dir (local or gs://), the .npz file, the image folder, or the "
@@ -108,8 +137,12 @@ class TrainConfig:
     eval_split: str | None = option(None, "Evaluation split (default test). Few-shot: validation or test keywords "
                                           "(default: validation while training, test in tfresnet-eval).")
     image_size: int | None = option(None, "Image side for ImageNet-style and folder datasets.")
-    augment: str | None = option(None, "Training augmentation, a name in tfresnet.augment.AUGMENTATIONS (default: the "
-                                       "dataset's).")
+    classes: tuple[int, ...] = option((), "Train and evaluate on these labels only, relabelled 0..n-1 in this order, "
+                                          "e.g. 5,6,7,8,9 (a folder's classes are its sorted sub-folders).")
+    # Few-shot and transfer studies.
+    examples_per_class: int | None = option(None, "Keep this many training examples of each class, drawn with --seed.")
+    augment: str | None = option(None, "Training augmentation, a name in tfresnet.data.augment.AUGMENTATIONS "
+                                       "(default: the dataset's).")
     # Big datasets hold a few broken files: "skip" fills their places within the batch.
     bad_images: str = option("fail", "An image file or record that does not decode: fail (a one-line error naming it) "
                                      "or skip (a warning; another image of the batch takes its place, so resume stays "
@@ -118,15 +151,18 @@ class TrainConfig:
     data_service: str | None = option(None, "host:port of a tf.data service dispatcher: run reading, decoding and "
                                             "augmentation on its workers. Exact resume is given up (a resumed run "
                                             "starts at its epoch, not its exact batch).")
-    classes: tuple[int, ...] = option((), "Train and evaluate on these labels only, relabelled 0..n-1 in this order, "
-                                          "e.g. 5,6,7,8,9 (a folder's classes are its sorted sub-folders).")
-    # Few-shot and transfer studies.
-    examples_per_class: int | None = option(None, "Keep this many training examples of each class, drawn with --seed.")
-    model_options: dict[str, Any] = option(help="Model constructor options as key=value (JSON values), "
-                                                "comma-separated, e.g. zero_init_residual=true or widths=[8,12,16].",
-                                           factory=dict)
-    model_dir: str = option("runs/mnist", "Where checkpoints, TensorBoard logs, metrics.jsonl and the exported model "
-                                          "go.")
+
+    def check_section(self) -> None:
+        """Refuses a value out of range or not one of the choices (``ValueError``, one line)."""
+        _choice("bad_images", self.bad_images, ("fail", "skip"))
+        _positive(self, "image_size", "examples_per_class", optional=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class FineTuneOptions:
+    """Fine-tuning (task classify): starting from pretrained weights."""
+
+    TITLE: ClassVar[str] = "Fine-tuning (task classify)"
 
     # Transfer learning (classify only). The weights' preprocessing record replaces the dataset's
     # normalisation everywhere: the features were learnt on inputs normalised that way.
@@ -141,7 +177,19 @@ class TrainConfig:
     backbone_lr_scale: float = option(1.0, "The backbone's learning rate as a fraction of the head's, e.g. 0.1 when "
                                            "fine-tuning.")
 
-    # How long.
+    def check_section(self) -> None:
+        """Refuses a value out of range or not one of the choices (``ValueError``, one line)."""
+        if not self.backbone_lr_scale > 0:
+            raise ValueError(f"backbone_lr_scale must be positive, got {self.backbone_lr_scale}")
+        _not_negative(self, "freeze_backbone_epochs")
+
+
+@dataclasses.dataclass(frozen=True)
+class LengthOptions:
+    """Length: how long, in how big steps."""
+
+    TITLE: ClassVar[str] = "Length"
+
     epochs: int = option(10, "Training epochs (ignored when train_steps is set).")
     train_steps: int | None = option(None, "Total training steps; overrides epochs.")
     batch_size: int = option(32, "GLOBAL batch size, split evenly over replicas.")
@@ -151,11 +199,26 @@ class TrainConfig:
     target_accuracy: float | None = option(None, "Stop at the first epoch whose test accuracy reaches this fraction, "
                                                  "e.g. 0.994.")
 
-    # Optimisation.
-    optimizer: str = option("adam", "A name in tfresnet.optim.OPTIMIZERS (an unknown name lists them).")
+    def check_section(self) -> None:
+        """Refuses a value out of range or not one of the choices (``ValueError``, one line)."""
+        _positive(self, "epochs", "batch_size", "eval_batch_size", "steps_per_loop")
+        _positive(self, "train_steps", optional=True)
+        if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
+            hint = f" (a fraction: {self.target_accuracy / 100:g} for {self.target_accuracy:g}%)" \
+                if 1 < self.target_accuracy <= 100 else ""
+            raise ValueError(f"target_accuracy must be in (0, 1], got {self.target_accuracy:g}{hint}")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimOptions:
+    """Optimisation: the optimizer and its learning-rate schedule."""
+
+    TITLE: ClassVar[str] = "Optimisation"
+
+    optimizer: str = option("adam", "A name in tfresnet.engine.optim.OPTIMIZERS (an unknown name lists them).")
     learning_rate: float = option(1e-3, "Base learning rate.")
     lr_scale_batch: int | None = option(None, "If set, learning_rate *= batch_size / lr_scale_batch.")
-    lr_schedule: str = option("constant", "A name in tfresnet.optim.SCHEDULES (an unknown name lists them).")
+    lr_schedule: str = option("constant", "A name in tfresnet.engine.optim.SCHEDULES (an unknown name lists them).")
     lr_boundaries: tuple[int, ...] = option((), "Piecewise schedule: steps at which the rate is multiplied by "
                                                 "lr_decay.")
     lr_decay: float = option(0.1, "Piecewise schedule factor.")
@@ -166,6 +229,31 @@ class TrainConfig:
     weight_decay: float = option(0.0, "Weight decay; 0 is none (adamw included). sgd: L2 added to the gradient before "
                                       "momentum, as in the papers and torch.optim.SGD (1e-4 is He et al.'s). adam, "
                                       "adamw: decoupled, w -= lr * wd * w. Never on BatchNorm parameters or biases.")
+    clip_norm: float | None = option(None, "Clip gradients to this global norm.")
+
+    def check_section(self) -> None:
+        """Refuses a value out of range or not one of the choices (``ValueError``, one line)."""
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        _positive(self, "lr_scale_batch", optional=True)
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1) (SGD's decay of past gradients, e.g. 0.9), got "
+                             f"{self.momentum}")
+        _not_negative(self, "weight_decay", "warmup_steps")
+        if self.clip_norm is not None and self.clip_norm <= 0:
+            raise ValueError(f"clip_norm must be positive, got {self.clip_norm}")
+        if self.lr_schedule == "piecewise" and list(self.lr_boundaries) != sorted(set(self.lr_boundaries)):
+            raise ValueError(f"lr_boundaries must be increasing, got {self.lr_boundaries}")
+        if self.lr_schedule == "piecewise" and not self.lr_boundaries:
+            raise ValueError("lr_schedule=piecewise needs lr_boundaries (steps)")
+
+
+@dataclasses.dataclass(frozen=True)
+class RegularisationOptions:
+    """Regularisation (task classify): what keeps an image classifier from overfitting."""
+
+    TITLE: ClassVar[str] = "Regularisation (task classify)"
+
     label_smoothing: float = option(0.0, "Label smoothing.")
     # "ResNet strikes back": mixup 0.1 and CutMix 1.0. Labels become soft; the accuracy is of their
     # top class.
@@ -186,9 +274,29 @@ class TrainConfig:
     drop_path_rate: float = option(0.0, "Stochastic depth of ResNet blocks: the last block drops its residual branch "
                                         "with this probability, earlier ones linearly less (0 is none; 0.05 in "
                                         "'ResNet strikes back').")
-    clip_norm: float | None = option(None, "Clip gradients to this global norm.")
 
-    # Numerics and hardware.
+    def check_section(self) -> None:
+        """Refuses a value out of range or not one of the choices (``ValueError``, one line)."""
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        for field in ("mixup", "cutmix"):
+            if getattr(self, field) < 0:
+                raise ValueError(f"{field} must be >= 0 (a Beta parameter; 0 is off), got {getattr(self, field)}")
+        if self.randaugment_ops < 0 or not 0 <= self.randaugment_magnitude <= 10:
+            raise ValueError(f"randaugment: ops must be >= 0 and magnitude in [0, 10], got {self.randaugment_ops} "
+                             f"and {self.randaugment_magnitude}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be in [0, 1) (a decay such as 0.9999; 0 is off), got {self.ema}")
+        if not 0 <= self.drop_path_rate < 1:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeOptions:
+    """Numerics and hardware: where and how the steps compute."""
+
+    TITLE: ClassVar[str] = "Numerics and hardware"
+
     precision: str = option("float32", f"One of {', '.join(PRECISIONS)}.")
     jit_compile: bool | None = option(None, "XLA-compile the steps (default: on for GPU/TPU; on CPU only for task "
                                             "fewshot, where it is faster).")
@@ -204,7 +312,19 @@ class TrainConfig:
                                                  "autotuning): a repeated run skips compilation. Empty: off. Default: "
                                                  "~/.cache/tfresnet/xla-<TF version>, or $TFRESNET_XLA_CACHE.")
 
-    # Few-shot keyword spotting (task=fewshot): N-way K-shot episodes, Q queries per class.
+    def check_section(self) -> None:
+        """Refuses a value out of range or not one of the choices (``ValueError``, one line)."""
+        _choice("precision", self.precision, PRECISIONS)
+        _choice("strategy", self.strategy, STRATEGIES)
+        _positive(self, "device_prefetch")
+
+
+@dataclasses.dataclass(frozen=True)
+class FewShotOptions:
+    """Few-shot keyword spotting (task fewshot): episodes, the encoder's loss, and the clips' augmentation."""
+
+    TITLE: ClassVar[str] = "Few-shot keyword spotting (task fewshot)"
+
     # One episode per replica per step; episodes_per_epoch steps make an epoch.
     n_way: int = option(5, "Few-shot: classes per episode (one episode per replica per step).")
     k_shot: int = option(1, "Few-shot: support examples per class.")
@@ -224,7 +344,7 @@ class TrainConfig:
     # 0.2 at s=16 measured no better on the spoken keywords' test words than 0 at s=10 (BENCHMARKS.md).
     margin: float = option(0.0, "Few-shot: cosine_softmax's additive margin on the true word's cosine (CosFace).")
     # With 20 training words the encoder otherwise learns only what separates those 20; splicing
-    # makes 400 classes that must be told apart from beginning to end (tfresnet.audio.WordSplicer).
+    # makes 400 classes that must be told apart from beginning to end (tfresnet.kws.augment.WordSplicer).
     splice_words: float = option(0.0, "Few-shot: share of cosine_softmax training clips replaced by a pseudo-word, "
                                       "the start of their word joined to the end of another by the same speaker (0: "
                                       "off).")
@@ -237,7 +357,7 @@ class TrainConfig:
                                                "benchmarks/kws_words.py.")
     metric: str = option("euclidean", "Few-shot: compare queries with prototypes by euclidean distance or cosine "
                                       "similarity (what tfresnet-kws scores with).")
-    # Training augmentation (tfresnet.audio.Augmentation): recorded keywords start at any time and
+    # Training augmentation (tfresnet.kws.augment.Augmentation): recorded keywords start at any time and
     # come with background noise.
     time_shift: float = option(0.1, "Few-shot: shift training clips by up to this many seconds either way (0: off).")
     noise_probability: float = option(0.8, "Few-shot: share of training clips mixed with _background_noise_ (0: off).")
@@ -248,28 +368,13 @@ class TrainConfig:
     speed: float = option(0.0, "Few-shot: stretch time by a random factor in 1 +- this per training clip (0: off).")
     formant: float = option(0.0, "Few-shot: stretch the mel axis by a random factor in 1 +- this per training clip "
                                  "(VTLP; 0: off).")
-    # The few-shot recipes select on the validation keywords this way.
-    keep_best: bool = option(False, "Keep the weights of the best evaluation in model_dir/best; export and "
-                                    "tfresnet-eval use them.")
-    # The loss keeps ranking checkpoints once the accuracy saturates near 100%.
-    keep_best_by: str = option("accuracy", "keep_best: the best evaluation is the highest accuracy or the lowest loss.")
 
-    # Bookkeeping.
-    mode: str = option("train_and_eval", f"One of {', '.join(MODES)}.")
-    export: bool = option(True, "Write model.keras and a serving SavedModel to model_dir at the end.")
-    keep_checkpoints: int = option(3, "Checkpoints to keep.")
-    checkpoint_every: int | None = option(None, "Save every N steps (default: every epoch).")
-    verbose: bool = option(False, "Show tracebacks for errors.")
-
-    def __post_init__(self):
-        _check_scopes(self)
-        _choice("precision", self.precision, PRECISIONS)
-        _choice("strategy", self.strategy, STRATEGIES)
-        _choice("mode", self.mode, MODES)
-        _choice("bad_images", self.bad_images, ("fail", "skip"))
+    def check_section(self) -> None:
+        """Refuses a value out of range or not one of the choices (``ValueError``, one line)."""
         _choice("fewshot_loss", self.fewshot_loss, FEWSHOT_LOSSES)
         _choice("metric", self.metric, METRICS)
-        _choice("keep_best_by", self.keep_best_by, KEEP_BEST_BY)
+        _positive(self, "n_way", "k_shot", "n_query", "episodes_per_epoch", "eval_episodes")
+        _positive(self, "train_n_way", optional=True)
         if not self.logit_scale > 0:
             raise ValueError(f"logit_scale must be positive, got {self.logit_scale}")
         if not 0 <= self.margin < 1:
@@ -280,25 +385,6 @@ class TrainConfig:
             raise ValueError(f"splice_cut must be in [0, 0.5), got {self.splice_cut}")
         if self.splice_cut and not self.splice_words:
             raise ValueError(f"splice_cut {self.splice_cut} has nothing to cut: set splice_words too")
-        for field in ("epochs", "batch_size", "eval_batch_size", "steps_per_loop", "keep_checkpoints", "n_way",
-                      "k_shot", "n_query", "episodes_per_epoch", "eval_episodes", "device_prefetch"):
-            if getattr(self, field) <= 0:
-                raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
-        for field in ("train_steps", "checkpoint_every", "image_size", "lr_scale_batch", "examples_per_class",
-                      "train_n_way"):
-            value = getattr(self, field)
-            if value is not None and value <= 0:
-                raise ValueError(f"{field} must be positive, got {value}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1) (SGD's decay of past gradients, e.g. 0.9), got "
-                             f"{self.momentum}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-        if not self.backbone_lr_scale > 0:
-            raise ValueError(f"backbone_lr_scale must be positive, got {self.backbone_lr_scale}")
-        for field in ("weight_decay", "warmup_steps", "label_smoothing", "freeze_backbone_epochs"):
-            if getattr(self, field) < 0:
-                raise ValueError(f"{field} must be >= 0, got {getattr(self, field)}")
         if not 0 <= self.noise_probability <= 1:
             raise ValueError(f"noise_probability must be in [0, 1], got {self.noise_probability}")
         for field in ("time_shift", "speed", "formant"):
@@ -306,37 +392,62 @@ class TrainConfig:
                 raise ValueError(f"{field} must be in [0, 1), got {getattr(self, field)}")
         if len(self.noise_snr_db) != 2 or self.noise_snr_db[0] > self.noise_snr_db[1]:
             raise ValueError(f"noise_snr_db must be two numbers, low,high (dB), got {self.noise_snr_db}")
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputOptions:
+    """Checkpoints and output: what the run writes, and where."""
+
+    TITLE: ClassVar[str] = "Checkpoints and output"
+
+    model_dir: str = option("runs/mnist", "Where checkpoints, TensorBoard logs, metrics.jsonl and the exported model "
+                                          "go.")
+    mode: str = option("train_and_eval", f"One of {', '.join(MODES)}.")
+    keep_checkpoints: int = option(3, "Checkpoints to keep.")
+    checkpoint_every: int | None = option(None, "Save every N steps (default: every epoch).")
+    # The few-shot recipes select on the validation keywords this way.
+    keep_best: bool = option(False, "Keep the weights of the best evaluation in model_dir/best; export and "
+                                    "tfresnet-eval use them.")
+    # The loss keeps ranking checkpoints once the accuracy saturates near 100%.
+    keep_best_by: str = option("accuracy", "keep_best: the best evaluation is the highest accuracy or the lowest loss.")
+    export: bool = option(True, "Write model.keras and a serving SavedModel to model_dir at the end.")
+    verbose: bool = option(False, "Show tracebacks for errors.")
+
+    def check_section(self) -> None:
+        """Refuses a value out of range or not one of the choices (``ValueError``, one line)."""
+        _choice("mode", self.mode, MODES)
+        _choice("keep_best_by", self.keep_best_by, KEEP_BEST_BY)
+        _positive(self, "keep_checkpoints")
+        _positive(self, "checkpoint_every", optional=True)
+
+
+# The sections, in the order --help lists them.
+SECTION_CLASSES = (TaskOptions, DataOptions, FineTuneOptions, LengthOptions, OptimOptions, RegularisationOptions,
+                   RuntimeOptions, FewShotOptions, OutputOptions)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(OutputOptions, FewShotOptions, RuntimeOptions, RegularisationOptions, OptimOptions,
+                  LengthOptions, FineTuneOptions, DataOptions, TaskOptions):
+    """Everything a training run needs, one section per part of it. Defaults are the MNIST tutorial recipe.
+
+    Models and datasets take plain values from it; absl flags exist only in ``tfresnet.cli``,
+    which builds one of these. Each section checks its own values (``check_section``); here only
+    what joins sections, and ``OPTION_SCOPES``.
+    """
+
+    def __post_init__(self):
+        _check_scopes(self)
+        for section in SECTION_CLASSES:
+            section.check_section(self)
+        if self.target_accuracy is not None and self.mode != "train_and_eval":
+            raise ValueError("target_accuracy needs mode=train_and_eval: it is checked on the evaluation "
+                             f"after each epoch (got mode={self.mode})")
         if self.keep_best and self.mode == "train":
             raise ValueError("keep_best needs the evaluation of mode=train_and_eval to choose the best weights "
                              "(got mode=train)")
-        for field in ("mixup", "cutmix"):
-            if getattr(self, field) < 0:
-                raise ValueError(f"{field} must be >= 0 (a Beta parameter; 0 is off), got {getattr(self, field)}")
-        if self.randaugment_ops < 0 or not 0 <= self.randaugment_magnitude <= 10:
-            raise ValueError(f"randaugment: ops must be >= 0 and magnitude in [0, 10], got {self.randaugment_ops} "
-                             f"and {self.randaugment_magnitude}")
-        if not 0 <= self.ema < 1:
-            raise ValueError(f"ema must be in [0, 1) (a decay such as 0.9999; 0 is off), got {self.ema}")
         if self.ema and self.keep_best:
             raise ValueError("ema and keep_best together are not supported yet: keep_best would keep the raw weights")
-        if not 0 <= self.drop_path_rate < 1:
-            raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
-        if self.label_smoothing >= 1:
-            raise ValueError(f"label_smoothing must be < 1, got {self.label_smoothing}")
-        if self.clip_norm is not None and self.clip_norm <= 0:
-            raise ValueError(f"clip_norm must be positive, got {self.clip_norm}")
-        if self.target_accuracy is not None:
-            if not 0 < self.target_accuracy <= 1:
-                hint = f" (a fraction: {self.target_accuracy / 100:g} for {self.target_accuracy:g}%)" \
-                    if 1 < self.target_accuracy <= 100 else ""
-                raise ValueError(f"target_accuracy must be in (0, 1], got {self.target_accuracy:g}{hint}")
-            if self.mode != "train_and_eval":
-                raise ValueError("target_accuracy needs mode=train_and_eval: it is checked on the evaluation "
-                                 f"after each epoch (got mode={self.mode})")
-        if self.lr_schedule == "piecewise" and list(self.lr_boundaries) != sorted(set(self.lr_boundaries)):
-            raise ValueError(f"lr_boundaries must be increasing, got {self.lr_boundaries}")
-        if self.lr_schedule == "piecewise" and not self.lr_boundaries:
-            raise ValueError("lr_schedule=piecewise needs lr_boundaries (steps)")
 
     @property
     def base_learning_rate(self) -> float:
@@ -350,20 +461,6 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-# The options by what they are about: how --help groups the flags (tests/test_config.py checks that
-# every field is in exactly one).
+# The options by section, as --help groups the flags.
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "Task, model and data": ("task", "model", "model_options", "dataset", "data_dir", "train_split", "eval_split",
-                             "image_size", "classes", "examples_per_class", "augment", "bad_images", "data_service"),
-    "Fine-tuning (task classify)": ("pretrained", "freeze_backbone_epochs", "backbone_lr_scale"),
-    "Length": ("epochs", "train_steps", "batch_size", "eval_batch_size", "steps_per_loop", "target_accuracy"),
-    "Optimisation": ("optimizer", "learning_rate", "lr_scale_batch", "lr_schedule", "lr_boundaries", "lr_decay",
-                     "warmup_steps", "momentum", "nesterov", "weight_decay", "clip_norm"),
-    "Regularisation (task classify)": ("label_smoothing", "mixup", "cutmix", "randaugment_ops",
-                                       "randaugment_magnitude", "ema", "ema_warmup", "drop_path_rate"),
-    "Numerics and hardware": ("precision", "jit_compile", "strategy", "tpu", "seed", "deterministic",
-                              "device_prefetch", "compilation_cache"),
-    "Few-shot keyword spotting (task fewshot)": _FEWSHOT_ONLY,
-    "Checkpoints and output": ("model_dir", "mode", "keep_checkpoints", "checkpoint_every", "keep_best",
-                               "keep_best_by", "export", "verbose"),
-}
+    section.TITLE: tuple(name for name in section.__annotations__ if name != "TITLE") for section in SECTION_CLASSES}

@@ -13,11 +13,14 @@ from typing import Callable
 
 import tensorflow as tf
 
-from tfresnet import actions, augment, checkpoints, models, optim, runtime, tasks, transfer
-from tfresnet.actions import Preempted
+from tfresnet import models, tasks
 from tfresnet.config import TrainConfig
-from tfresnet.loop import Controller, Trainer
-from tfresnet.runtime import TrainingError, detect_strategy, make_strategy, precision_policy, use_xla
+from tfresnet.data import augment
+from tfresnet.engine import actions, checkpoints, optim, runtime
+from tfresnet.engine.actions import Preempted
+from tfresnet.engine.controller import Controller, Trainer
+from tfresnet.engine.runtime import TrainingError, detect_strategy, make_strategy, precision_policy, use_xla
+from tfresnet.weights import finetune as transfer
 
 __all__ = ["Run", "train", "evaluate", "check_names", "TrainingError", "Preempted", "detect_strategy",
            "make_strategy", "precision_policy", "use_xla"]

@@ -13,9 +13,13 @@ import sys
 
 import tfresnet
 
-# Registered by the test the same way: the name is in run.json, the class in model.keras.
-tfresnet.register_model("compat_resnet", tfresnet.ResNet, input_shape=(28, 28, 1), num_classes=10,
-                        block="basic", depths=(1, 1, 1), stem="cifar", base_width=8)
+
+def register() -> None:
+    """The tiny model of the classify run (the test registers it the same way: its name is in
+    run.json, its class in model.keras)."""
+    tfresnet.register_model("compat_resnet", tfresnet.ResNet, input_shape=(28, 28, 1), num_classes=10,
+                            block="basic", depths=(1, 1, 1), stem="cifar", base_width=8, overwrite=True)
+
 
 COMMANDS = {
     "classify": ["--dataset=mnist", "--train_split=train[:512]", "--eval_split=test[:256]", "--model=compat_resnet",
@@ -29,5 +33,6 @@ COMMANDS = {
 if __name__ == "__main__":
     from tfresnet import cli
 
+    register()
     task = sys.argv[1]
     sys.exit(cli.main([sys.argv[0], *COMMANDS[task], f"--model_dir=tests/data/old_runs/{task}", *sys.argv[2:]]))

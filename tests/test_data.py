@@ -65,7 +65,7 @@ def test_cifar_style_augmentation_is_deterministic_and_changes_pixels():
     b = next(iter(data.make_dataset(src, 64, training=True, seed=1)))
     np.testing.assert_array_equal(a[0], b[0])
     assert a[0].shape == (64, 32, 32, 3)
-    plain = data.normalize(images[a[1].numpy() * 0 + np.arange(64)], recipe).numpy()  # unaugmented
+    plain = recipe.preprocessing.normalize(images[a[1].numpy() * 0 + np.arange(64)]).numpy()  # unaugmented
     # Crops shift pixels and pad with zeros, so batches differ from the plain images.
     assert not np.allclose(np.sort(a[0].numpy().ravel()), np.sort(plain.ravel()))
 

@@ -29,6 +29,8 @@ FEWSHOT_LOSSES = ("prototypical", "cosine_softmax")
 # How few-shot queries are compared with prototypes (protores.PrototypicalNetwork, episodes).
 METRICS = ("euclidean", "cosine")
 KEEP_BEST_BY = ("accuracy", "loss")
+# What the input pipeline does with an image that does not decode (tfresnet.data.decode).
+BAD_IMAGES = ("fail", "skip")
 
 
 def _choice(field: str, value: str, options: tuple[str, ...]) -> None:
@@ -154,7 +156,7 @@ class DataOptions:
 
     def check_section(self) -> None:
         """Refuses a value out of range or not one of the choices (``ValueError``, one line)."""
-        _choice("bad_images", self.bad_images, ("fail", "skip"))
+        _choice("bad_images", self.bad_images, BAD_IMAGES)
         _positive(self, "image_size", "examples_per_class", optional=True)
 
 

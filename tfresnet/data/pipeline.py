@@ -24,16 +24,12 @@ from typing import Callable, Sequence
 
 import tensorflow as tf
 
+from tfresnet.config import BAD_IMAGES
 from tfresnet.data import augment as augment_lib
 from tfresnet.data import shards as shards_lib
 from tfresnet.data.decode import decode_examples, decoder
-from tfresnet.data.recipes import AUTOTUNE, BAD_IMAGES, EPOCHS_FOREVER, Recipe, Source, _check_image_dtype, to_pixels
+from tfresnet.data.recipes import AUTOTUNE, EPOCHS_FOREVER, Recipe, Source, _check_image_dtype, to_pixels
 from tfresnet.weights.preprocessing import Preprocessing
-
-
-def normalize(images: tf.Tensor, recipe: Recipe) -> tf.Tensor:
-    """uint8 (or [0, 255] float) images -> float32 ``(x / 255 - mean) / std`` with the dataset's statistics."""
-    return recipe.preprocessing.normalize(images)
 
 
 def fit_images(images: tf.Tensor, size: Sequence[int]) -> tf.Tensor:

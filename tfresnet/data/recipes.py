@@ -83,8 +83,6 @@ RECIPES: dict[str, Recipe] = {
 SOURCES = sorted(RECIPES) + ["folder", "npz", "shards", "synthetic"]
 # The epoch count of a training stream that repeats forever.
 EPOCHS_FOREVER = shards_lib.EPOCHS_FOREVER
-# What make_dataset does with an image it cannot read or decode.
-BAD_IMAGES = ("fail", "skip")
 # What make_dataset hands on: uint8 pixels (normalised by the model, on the device) or float32 inputs.
 IMAGE_DTYPES = ("uint8", "float32")
 to_pixels = augment_lib.to_pixels

@@ -90,8 +90,8 @@ def ws(tmp_path_factory):
     training.train(TrainConfig(dataset="npz", data_dir=str(ws / "ok.npz"), batch_size=16, train_steps=2,
                                steps_per_loop=2, eval_batch_size=16, model_dir=str(ws / "img_run")), log=quiet)
     training.train(TrainConfig(task="fewshot", dataset="synthetic", model_options={"widths": [4, 4, 4]},
-                               train_steps=2, steps_per_loop=2, eval_episodes=2, metric="cosine",
-                               model_dir=str(ws / "enc_run")), log=quiet)
+                               train_steps=2, steps_per_loop=2, eval_episodes=2, metric="cosine", jit_compile=False,
+                               model_dir=str(ws / "enc_run")), log=quiet)  # no XLA: nothing to compile
     assert cli.kws_main(["tfresnet-kws", "enroll", f"--model={ws / 'enc_run'}", f"--keywords={ws / 'kw.json'}",
                          "--keyword=yes", str(ws / "ok.wav")]) == 0
     assert cli.shards_main(["tfresnet-shards", f"--data_dir={ws / 'two_class'}", f"--out_dir={ws / 'shards'}",
@@ -288,6 +288,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written_and_fast(command, args, wo
     assert seconds < SECONDS, f"{seconds:.1f} s"
 
 
+@pytest.mark.slow
 def test_offline_quick_start_answers_in_one_line_within_15_seconds_in_a_real_process(tmp_path):
     """The README's quick start on a machine with no mnist.npz and no network: the one line, within
     15 s of start (TensorFlow's import included), no download folders left behind."""
@@ -347,6 +348,7 @@ def test_what_is_right_but_was_silent_now_says_so(ws, tmp_path, capsys):
     assert "Nothing left to train: the checkpoint is at step 2 of 2 (raise --epochs or --train_steps" in out
 
 
+@pytest.mark.slow
 def test_synthetic_data_trains_and_evaluates_through_the_cli(tmp_path, capsys):
     """The README's data table's last row, as a new user types it (it used to fail after training)."""
     assert cli.main(["tfresnet-train", "--dataset=synthetic", "--batch_size=8", "--train_steps=4",
@@ -355,6 +357,7 @@ def test_synthetic_data_trains_and_evaluates_through_the_cli(tmp_path, capsys):
     assert "Epoch 1, Loss: " in out and "Test Accuracy: " in out and (tmp_path / "run" / "model.keras").exists()
 
 
+@pytest.mark.slow
 def test_an_image_that_does_not_decode_is_one_line_in_a_real_process(ws, tmp_path):
     """Found while training (the folder is read lazily): the one line naming the file, exit status 2,
     and none of the JPEG decoder's own complaints above it."""

@@ -56,6 +56,7 @@ def test_every_benchmark_script_has_a_readme_command():
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(shlex.split(c)[1:4]) for c in COMMANDS])
+@pytest.mark.slow
 def test_readme_benchmark_command(command, tmp_path):
     if "--data_dir" in command and MNIST_MISSING:
         pytest.skip(MNIST_MISSING)
@@ -147,6 +148,7 @@ def test_readme_benchmark_command(command, tmp_path):
 
 
 @pytest.mark.needs_mnist
+@pytest.mark.slow
 def test_time_to_accuracy_out_of_reach_is_an_error_with_the_best_seen():
     proc = run_bench("time_to_accuracy.py", "--target=1.0", "--", f"--data_dir={MNIST_NPZ.parent}",
                      "--train_split=train[:256]", "--eval_split=test[:128]", "--batch_size=32", "--epochs=1")
@@ -158,6 +160,7 @@ GPU_COMMANDS = table_commands("bash benchmarks/gpu.sh")
 
 @pytest.mark.needs_mnist
 @pytest.mark.parametrize("command", GPU_COMMANDS, ids=[c.split()[-1] for c in GPU_COMMANDS])
+@pytest.mark.slow
 def test_the_gpu_script_runs_here_shrunk(command, tmp_path):
     # The device commands, as they will run there (staging skipped, no GPU), at a tiny size: the
     # torch peer and three variants, or two timed MNIST runs with a cold and a warm XLA cache.

@@ -45,6 +45,7 @@ def last_epoch(task):
 
 
 @pytest.mark.needs_mnist
+@pytest.mark.slow
 def test_an_old_image_run_evaluates_to_its_logged_figures_loads_and_resumes(tmp_path):
     cfg = old_config("classify", tmp_path)
     results = training.evaluate(cfg, log=lambda line: None)
@@ -67,6 +68,7 @@ def test_an_old_image_run_evaluates_to_its_logged_figures_loads_and_resumes(tmp_
         == [16, 32, 48]
 
 
+@pytest.mark.slow
 def test_an_old_fewshot_run_evaluates_to_its_logged_figures_loads_and_resumes(tmp_path):
     cfg = old_config("fewshot", tmp_path, eval_split="validation")  # what the run evaluated on while training
     results = training.evaluate(cfg, log=lambda line: None)

@@ -460,6 +460,7 @@ def _assert_same_logits(actual, expected):
 
 @pytest.mark.needs_mnist
 @pytest.mark.parametrize("training, augment", [(True, "shift"), (False, None)])
+@pytest.mark.slow
 def test_uint8_feed_is_a_quarter_of_the_bytes_and_gives_the_float_feeds_logits(mnist_npz, training, augment):
     src = data.load_source("mnist", "train[:64]", str(mnist_npz.parent))
     kw = dict(batch_size=16, training=training, seed=3, augment=augment, mixup=0.2 if training else 0.0)
@@ -475,6 +476,7 @@ def test_uint8_feed_is_a_quarter_of_the_bytes_and_gives_the_float_feeds_logits(m
     _assert_same_logits(_logits(model, pixels), _logits(model, floats))
 
 
+@pytest.mark.slow
 def test_uint8_feed_of_decoded_and_resized_images_gives_the_float_feeds_logits(tmp_path):
     # JPEG-style sources: the crop is resized (training) or centre-cropped (evaluation), then rounded
     # to pixels in both feeds; only where the normalisation runs differs.

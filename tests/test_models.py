@@ -34,6 +34,7 @@ def _trainable(model):
 
 
 @pytest.mark.parametrize("name", tfresnet.list_models(task="classify"))
+@pytest.mark.slow
 def test_every_model_maps_images_to_logits(name, rng):
     shape = _small_shape(name)
     x = rng.random((2, *shape), dtype=np.float32)
@@ -66,12 +67,19 @@ TORCHVISION_TRAINABLE = {
 PAPER_CIFAR = {20: 0.27e6, 32: 0.46e6, 44: 0.66e6, 56: 0.85e6, 110: 1.7e6}
 
 
-@pytest.mark.parametrize("name, count", sorted(KERAS_COUNTS.items()))
+def deep_ones_slow(counts):
+    """The 101- and 152-layer nets take 2-4 s each to build: the slow tier counts them, the quick one
+    the 50-layer nets of the same classes."""
+    return [pytest.param(name, count, marks=pytest.mark.slow) if "101" in name or "152" in name else (name, count)
+            for name, count in sorted(counts.items())]
+
+
+@pytest.mark.parametrize("name, count", deep_ones_slow(KERAS_COUNTS))
 def test_count_params_match_keras_applications(name, count):
     assert default_model(name).count_params() == count
 
 
-@pytest.mark.parametrize("name, count", sorted(TORCHVISION_TRAINABLE.items()))
+@pytest.mark.parametrize("name, count", deep_ones_slow(TORCHVISION_TRAINABLE))
 def test_trainable_params_match_torchvision(name, count):
     assert _trainable(default_model(name)) == count
 
@@ -162,6 +170,7 @@ def test_grouped_convolutions_with_and_without_xla(rng):
     [("resnet20_cifar", (32, 32, 3)), ("resnet18v2", (32, 32, 3)), ("mnist_resnet", (28, 28, 1)),
      ("preact_resnet22", (64, 64, 3)), ("resnext29_32x4d_cifar", (16, 16, 3))],
 )
+@pytest.mark.slow
 def test_save_load_and_export_round_trip(name, shape, tmp_path, rng):
     model = tfresnet.create_model(name, num_classes=5, input_shape=shape)
     x = rng.random((2, *shape), dtype=np.float32)

@@ -25,6 +25,7 @@ def test_notebook_imports_the_package_instead_of_copying_it():
 
 
 @pytest.mark.needs_mnist
+@pytest.mark.slow
 def test_notebook_runs_in_smoke_mode(tmp_path, monkeypatch):
     monkeypatch.setenv("TFRESNET_SMOKE", "1")
     monkeypatch.setenv("TFRESNET_DATA_DIR", str(MNIST_NPZ.parent))

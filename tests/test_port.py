@@ -13,6 +13,7 @@ from tfresnet.weights import port
 
 
 @pytest.mark.parametrize("name", sorted(port.KERAS_APPLICATIONS))
+@pytest.mark.slow
 def test_port_from_keras_applications_gives_same_outputs(name, rng):
     shape = (64, 64, 3)
     ours = tfresnet.create_model(name, input_shape=shape)
@@ -44,6 +45,7 @@ def test_a_port_to_other_classes_keeps_the_fresh_head_and_copies_nothing_on_a_mi
         np.testing.assert_array_equal(variable.numpy(), value)
 
 
+@pytest.mark.slow
 def test_pretrained_without_network_is_a_clear_error(tmp_path):
     env = {**os.environ, "KERAS_HOME": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "3"}
     code = "import tfresnet; tfresnet.create_model('resnet50', pretrained='imagenet')"

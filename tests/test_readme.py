@@ -29,11 +29,14 @@ def test_setup_commands_are_what_ci_runs():
     commands = bash_commands()
     install = [c for c in commands if "pip install" in c]
     tests = [c for c in commands if "pytest" in c]
-    assert install == ["python -m pip install -e '.[test]'"] and tests == ["python -m pytest -n 2"]
+    # The whole suite, which CI runs, and the quick tier for working.
+    assert install == ["python -m pip install -e '.[test]'"]
+    assert tests == ["python -m pytest -n 2", 'python -m pytest -m "not slow" -n 2']
     assert install[0] in ci.splitlines() and tests[0] + " --durations=15" in ci.splitlines()
 
 
 @pytest.mark.needs_mnist
+@pytest.mark.slow
 def test_cli_commands_run(tmp_path):
     # The first command has no --data_dir: a user's first run downloads MNIST into a cache, which
     # is what $TFRESNET_DATA_DIR stands for here (no network in CI).
@@ -91,11 +94,13 @@ def test_tensorboard_command_starts(tmp_path):
 
 
 @pytest.mark.parametrize("index", range(len(blocks("python"))))
+@pytest.mark.slow
 def test_python_blocks_run(index, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(blocks("python")[index], f"README.md python block {index}", "exec"), {})
 
 
+@pytest.mark.slow
 def test_data_commands_run(tmp_path, capsys):
     """The data section's commands, in this process: a folder to shards, then a short run on them."""
     from tfresnet import cli
@@ -118,6 +123,7 @@ def snapshot(folder):
 
 
 @pytest.mark.needs_keywords
+@pytest.mark.slow
 def test_keyword_spotting_commands_run(tmp_path, capsys):
     """The keyword-spotting section, in this process (one TensorFlow start), on the shared spoken
     keywords: a tiny encoder for one short epoch, then the same commands on its run folder."""

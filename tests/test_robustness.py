@@ -101,11 +101,13 @@ def kill_at_a_random_step_and_restart(model_dir, run=RUN):
 
 
 @pytest.mark.needs_mnist
+@pytest.mark.slow
 def test_sigkill_at_a_random_step_then_restart_is_exact(tmp_path, reference):
     kill_at_a_random_step_and_restart(tmp_path / "killed")
     assert_same_as_reference(tmp_path / "killed", reference)
 
 
+@pytest.mark.slow
 def test_fewshot_sigkill_at_a_random_step_then_restart_is_exact(tmp_path):
     """The few-shot task resumes bitwise too: the episode stream restarts at the step, the metrics with it."""
     reference = uninterrupted(tmp_path / "reference", FEWSHOT)
@@ -114,6 +116,7 @@ def test_fewshot_sigkill_at_a_random_step_then_restart_is_exact(tmp_path):
 
 
 @pytest.mark.needs_mnist
+@pytest.mark.slow
 def test_sigterm_checkpoints_exits_preempted_and_resumes(tmp_path, reference):
     model_dir = tmp_path / "preempted"
     proc = start(model_dir)
@@ -177,6 +180,7 @@ train.run()
 
 @pytest.mark.needs_mnist
 @pytest.mark.parametrize("point", ["torn_write", "before_pointer", "during_sweep"])
+@pytest.mark.slow
 def test_crash_while_writing_a_checkpoint_keeps_the_latest_pointer_on_a_complete_one(point, tmp_path, reference):
     model_dir, nth = tmp_path / point, 5  # ckpt-20; 3 are kept, so the 5th save also deletes ckpt-8
     script = tmp_path / "kill_in_save.py"
@@ -223,6 +227,7 @@ def _corrupt(path):
 
 
 @pytest.mark.needs_mnist
+@pytest.mark.slow
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
     cfg = TrainConfig(dataset="mnist", data_dir=str(MNIST_NPZ.parent), train_split="train[:320]", batch_size=32,
                       train_steps=8, steps_per_loop=4, checkpoint_every=4, mode="train", export=False,
@@ -303,6 +308,7 @@ def error_line(stderr, prefix="tfresnet-train: error: "):
 
 
 @pytest.mark.needs_mnist
+@pytest.mark.slow
 def test_killing_one_worker_ends_the_other_clearly_and_both_resume(tmp_path):
     mw = tmp_path / "mw"
     args = ["--train_split=train[:3200]", "--steps_per_loop=5", "--checkpoint_every=10", "--noexport"]
@@ -329,6 +335,7 @@ def test_killing_one_worker_ends_the_other_clearly_and_both_resume(tmp_path):
 
 
 @pytest.mark.needs_mnist
+@pytest.mark.slow
 def test_two_workers_train_as_one_and_a_sigterm_to_one_saves_both_at_one_step_and_resumes_exactly(tmp_path):
     """MultiWorkerMirroredStrategy with synchronised BatchNorm; preemption of worker 1 only; a restart
     where the workers would resume from different steps."""

@@ -85,6 +85,7 @@ def test_the_default_strategy_prefetches_to_the_first_gpu(monkeypatch):
     assert [b.numpy().tolist() for b in dist] == [[0, 1], [2, 3]]
 
 
+@pytest.mark.slow
 def test_the_persistent_compilation_cache_is_written_then_read(tmp_path):
     program = ("import sys; from tfresnet.engine import runtime; runtime.use_compilation_cache(sys.argv[1]); "
                "import tensorflow as tf; f = tf.function(lambda x: tf.nn.relu(x @ x), jit_compile=True); "

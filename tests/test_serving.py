@@ -44,6 +44,7 @@ def caffe_source(tmp_path, monkeypatch):
     return "caffe_test"
 
 
+@pytest.mark.slow
 def test_a_fine_tuned_run_applies_records_and_serves_its_weights_preprocessing(folder, caffe_source, tmp_path):
     cfg = TrainConfig(model="resnet18", pretrained=caffe_source, dataset="folder", data_dir=str(folder),
                       image_size=32, batch_size=4, eval_batch_size=6, train_steps=2, steps_per_loop=1,

@@ -70,6 +70,7 @@ def test_every_epoch_reads_each_record_once_in_a_new_order(shard_dir):
 
 
 @pytest.mark.parametrize("cycle_length,window", [(2, 4), (3, 5)])
+@pytest.mark.slow
 def test_resuming_anywhere_gives_the_uninterrupted_stream(shard_dir, cycle_length, window):
     _, out = shard_dir
     shard_set = data.load_source("shards", "train", str(out)).shards
@@ -151,6 +152,7 @@ def test_a_split_already_written_is_never_lost(shard_dir, tmp_path, capsys):
     assert "cannot convert 'mnist'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_cli_trains_on_shards_and_names_a_bad_image_in_one_line(shard_dir, tmp_path, capsys):
     root, out = shard_dir
     common = ["--model=resnet20_cifar", "--image_size=32", "--batch_size=6", "--eval_batch_size=6", "--train_steps=2",

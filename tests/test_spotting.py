@@ -12,7 +12,8 @@ from tfresnet import cli, models, training
 from tfresnet.config import TrainConfig
 from tfresnet.kws import audio, episodes, logmel, spotting
 
-pytestmark = pytest.mark.needs_keywords
+# The shared trained encoder (the run fixture) takes 25 s: the whole module is the slow tier.
+pytestmark = [pytest.mark.needs_keywords, pytest.mark.slow]
 
 # A smaller configuration than flags/kws_protores.cfg: 150 steps of 60 clips, 32 channels.
 SMALL = dict(task="fewshot", model="protores", dataset="folder", data_dir=str(SPOKEN_KEYWORDS),

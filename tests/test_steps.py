@@ -51,6 +51,7 @@ def ops_per_step_outside_xla(graph: tf.Graph) -> collections.Counter:
 @pytest.mark.needs_mnist
 @pytest.mark.parametrize("strategy", [tf.distribute.get_strategy(), tf.distribute.OneDeviceStrategy("/cpu:0")],
                          ids=["default", "one_device"])
+@pytest.mark.slow
 def test_single_device_xla_compiles_the_whole_step_and_matches_the_graph(batches, strategy):
     assert runtime.updates_locally(strategy)
     losses, model, metrics, graph = _train(batches, strategy, jit_compile=False)
@@ -71,6 +72,7 @@ def test_single_device_xla_compiles_the_whole_step_and_matches_the_graph(batches
 
 
 @pytest.mark.needs_mnist
+@pytest.mark.slow
 def test_mirrored_step_equals_single_device_step(batches, mirrored):
     """One step on two replicas (half the batch each) == one step on one device, same global batch.
 
@@ -90,6 +92,7 @@ def test_mirrored_step_equals_single_device_step(batches, mirrored):
 
 
 @pytest.mark.needs_mnist
+@pytest.mark.slow
 def test_mirrored_xla_keeps_the_update_outside_the_compiled_step(batches, mirrored):
     strategy = mirrored
     assert not runtime.updates_locally(strategy)
@@ -133,6 +136,7 @@ def float32_losses(batches):
 
 @pytest.mark.needs_mnist
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+@pytest.mark.slow
 def test_mixed_precision_whole_step_xla_trains_like_float32(batches, float32_losses, precision):
     """Ten steps on one repeated batch: the loss falls as float32's does, from the same start.
 
@@ -170,6 +174,7 @@ def test_label_smoothing_loss():
     assert float(metrics["accuracy"].result()) == 0.5
 
 
+@pytest.mark.slow
 def test_mixup_and_cutmix_train_on_soft_labels(tmp_path):
     cfg = TrainConfig(model="resnet20_cifar", dataset="synthetic", mixup=0.2, cutmix=1.0, batch_size=8, train_steps=2,
                       steps_per_loop=2, mode="train", export=False, model_dir="unused")

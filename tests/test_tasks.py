@@ -24,6 +24,7 @@ def fewshot_config(tmp_path, **changes) -> TrainConfig:
     return TrainConfig(**{**base, **changes})
 
 
+@pytest.mark.slow
 def test_five_way_one_shot_learns_held_out_keywords_on_the_shared_engine(tmp_path, capsys):
     """From near chance untrained to >= 75% on keywords never seen in training (measured: 34% -> 84.2%)."""
     clips = audio.synthetic_clips()
@@ -69,6 +70,7 @@ def _task(tmp_path, strategy, jit, **changes):
     return task, model, task.make_train_loop(model, optimizer, metrics), metrics
 
 
+@pytest.mark.slow
 def test_episodic_step_under_xla_matches_graph_mode(tmp_path):
     losses, weights = [], []
     for jit in (False, True):
@@ -84,6 +86,7 @@ def test_episodic_step_under_xla_matches_graph_mode(tmp_path):
     assert max(np.abs(a - b.numpy()).max() for a, b in zip(weights[1], initial)) > 0.1
 
 
+@pytest.mark.slow
 def test_two_replicas_train_on_two_episodes_a_step_averaged_like_one_device(tmp_path, mirrored):
     """One episode per replica: the update is the single-device gradient of the two episodes' mean loss."""
     task, model, loop, metrics = _task(tmp_path, mirrored, False)
@@ -104,6 +107,7 @@ def test_two_replicas_train_on_two_episodes_a_step_averaged_like_one_device(tmp_
     assert float(metrics["loss"].result()) == pytest.approx(float(loss), rel=1e-5)  # both episodes counted
 
 
+@pytest.mark.slow
 def test_cosine_softmax_trains_on_word_batches_two_replicas_averaging_like_one_device(tmp_path, mirrored):
     """fewshot_loss=cosine_softmax: batches of clips over all training words; the global batch is
     split over the replicas and the update is the one-device gradient of its mean loss."""

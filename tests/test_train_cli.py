@@ -67,6 +67,7 @@ SYNTHETIC = [f for f in FLAG_FILES if f.stem != "finetune_folder"]
 
 
 @pytest.mark.parametrize("flagfile", SYNTHETIC, ids=[f.stem for f in SYNTHETIC])
+@pytest.mark.slow
 def test_every_recipe_runs_one_step_on_synthetic_data(flagfile, tmp_path):
     cfg = train.config_from_flags([
         "prog", f"--flagfile={flagfile}", "--dataset=synthetic", "--train_steps=1", "--batch_size=2",
@@ -93,6 +94,7 @@ def tf_checkpoint_step(model_dir):
 
 
 @pytest.mark.needs_mnist
+@pytest.mark.slow
 def test_cli_trains_then_evaluates_a_checkpoint(tmp_path):
     common = [f"--data_dir={MNIST_NPZ.parent}", f"--model_dir={tmp_path / 'run'}", "--train_split=train[:512]",
               "--eval_split=test[:500]"]
@@ -109,12 +111,14 @@ def test_cli_trains_then_evaluates_a_checkpoint(tmp_path):
     (["--optimizer=adm"], "tfresnet-train: error: optimizer: unknown value 'adm' (did you mean 'adam'?); expected "
                           "one of adam, adamw, sgd\n"),  # after: TensorFlow's start-up lines must not show
 ])
+@pytest.mark.slow
 def test_a_real_process_prints_exactly_the_one_line(args, message, tmp_path):
     proc = cli(*args, f"--model_dir={tmp_path / 'run'}")
     assert proc.returncode == 2 and proc.stderr == message, proc.stderr
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_verbose_shows_the_traceback(tmp_path):
     proc = cli("--dataset=npz", "--data_dir=/nonexistent/x.npz", "--verbose", f"--model_dir={tmp_path}")
     assert proc.returncode != 0 and "Traceback" in proc.stderr

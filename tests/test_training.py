@@ -29,6 +29,7 @@ def read_jsonl(path):
         return [json.loads(line) for line in f]
 
 
+@pytest.mark.slow
 def test_mnist_2000_images_reach_90_percent(tmp_path, capsys):
     cfg = mnist_config(tmp_path)
     results = training.train(cfg)
@@ -49,6 +50,7 @@ def test_mnist_2000_images_reach_90_percent(tmp_path, capsys):
     np.testing.assert_allclose(np.argmax(reloaded(x, training=False), -1).mean() >= 0, True)
 
 
+@pytest.mark.slow
 def test_target_accuracy_stops_early_and_a_rerun_trains_no_further(tmp_path, capsys):
     # 1,024 images: 32 steps an epoch, 71-79% test accuracy after the first (seeds 0 and 1).
     cfg = mnist_config(tmp_path, train_split="train[:1024]", eval_split="test[:500]", epochs=4, target_accuracy=0.5,
@@ -70,6 +72,7 @@ def test_target_accuracy_stops_early_and_a_rerun_trains_no_further(tmp_path, cap
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-64")
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_saved_step(tmp_path, capsys):
     cfg = mnist_config(tmp_path, train_split="train[:640]", epochs=2, steps_per_loop=5, checkpoint_every=5,
                        mode="train")
@@ -91,6 +94,7 @@ def test_resume_continues_from_the_saved_step(tmp_path, capsys):
     assert resumed["loss"] > 0
 
 
+@pytest.mark.slow
 def test_evaluate_builds_no_optimizer_reads_no_training_data_and_writes_nothing(tmp_path, monkeypatch, capsys):
     cfg = mnist_config(tmp_path, train_split="train[:320]", eval_split="test[:200]", train_steps=5, steps_per_loop=5,
                        export=False)
@@ -110,6 +114,7 @@ def test_evaluate_builds_no_optimizer_reads_no_training_data_and_writes_nothing(
     assert sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in (tmp_path / "run").rglob("*")) == before
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     cfg = mnist_config(tmp_path, train_split="train[:640]", steps_per_loop=5, checkpoint_every=5, mode="train")
     training.train(cfg.replace(train_steps=5))
@@ -130,6 +135,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert [os.path.basename(p) for p in ckpts] == ["ckpt-5"]
 
 
+@pytest.mark.slow
 def test_tutorial_signatures_train_the_tutorial_model():
     src = data.load_source("mnist", "train[:1024]", str(MNIST_NPZ.parent))
     model = tutorial.MnistResNet()
@@ -148,6 +154,7 @@ def test_tutorial_signatures_train_the_tutorial_model():
     assert float(test_accuracy.result()) > 0.85
 
 
+@pytest.mark.slow
 def test_mixed_precision_keeps_logits_and_loss_float32(tmp_path):
     run = training.Run(mnist_config(tmp_path, precision="mixed_bfloat16", train_steps=2, mode="train"))
     assert keras.config.dtype_policy().name == "float32"  # restored after the model was built
@@ -158,6 +165,7 @@ def test_mixed_precision_keeps_logits_and_loss_float32(tmp_path):
 
 
 @pytest.mark.needs_mnist
+@pytest.mark.slow
 def test_ema_resumes_exactly_is_evaluated_beside_the_raw_weights_and_exported(tmp_path):
     from tfresnet.engine import checkpoints
 
@@ -185,6 +193,7 @@ def test_ema_resumes_exactly_is_evaluated_beside_the_raw_weights_and_exported(tm
     assert evaluated["accuracy"] == pytest.approx(results["test_accuracy"])
 
 
+@pytest.mark.slow
 def test_each_step_function_is_traced_once_over_two_epochs_of_uneven_data(tmp_path, monkeypatch):
     # 100 training images in batches of 32 (3 steps an epoch, 4 images left over), calls of 2 and 1
     # steps, and 50 test images in batches of 16 (2 left over): none of it may build a second
@@ -210,6 +219,7 @@ def test_each_step_function_is_traced_once_over_two_epochs_of_uneven_data(tmp_pa
     assert traces == {"train": 1, "eval": 1}
 
 
+@pytest.mark.slow
 def test_tfresnet_train_and_evaluate_are_top_level_names(tmp_path):
     import tfresnet  # noqa: PLC0415
     import tfresnet.train  # noqa: PLC0415 - the module of python -m tfresnet.train: still callable

@@ -45,6 +45,7 @@ def test_models_without_a_head_cannot_freeze_a_backbone():
         transfer.backbone_variables(tfresnet.create_model("resnet20_cifar", num_classes=0, input_shape=(8, 8, 3)))
 
 
+@pytest.mark.slow
 def test_a_frozen_backbone_trains_only_the_head_and_thaws_after_its_epochs(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (64, 8, 8, 3), dtype=np.uint8)

@@ -39,6 +39,7 @@ def resnet18_files(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+@pytest.mark.slow
 def test_pytorch_weights_give_pytorchs_logits(name, tmp_path, rng):
     # Each architecture built in PyTorch, saved both ways, loaded through create_model. One load per
     # architecture keeps the suite short: they alternate between the two formats, and the other

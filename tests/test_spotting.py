@@ -12,8 +12,8 @@ from tfresnet import cli, models, training
 from tfresnet.config import TrainConfig
 from tfresnet.kws import audio, episodes, logmel, spotting
 
-# The shared trained encoder (the run fixture) takes 25 s: the whole module is the slow tier.
-pytestmark = [pytest.mark.needs_keywords, pytest.mark.slow]
+# The tests of a trained encoder (the run fixture, 25 s, on the shared spoken keywords) are the slow
+# tier; the spotter's own arithmetic is tested quickly on an untrained one (the first test).
 
 # A smaller configuration than flags/kws_protores.cfg: 150 steps of 60 clips, 32 channels.
 SMALL = dict(task="fewshot", model="protores", dataset="folder", data_dir=str(SPOKEN_KEYWORDS),
@@ -22,6 +22,33 @@ SMALL = dict(task="fewshot", model="protores", dataset="folder", data_dir=str(SP
              fewshot_loss="cosine_softmax", batch_size=60, metric="cosine", epochs=3, episodes_per_epoch=50,
              eval_episodes=50, steps_per_loop=50, learning_rate=2e-3, lr_schedule="cosine", speed=0.15, formant=0.1,
              spec_augment=True, keep_best=True)
+
+
+def test_a_spotter_enrolls_classifies_and_detects_with_any_encoder(tmp_path):
+    """The spotter's arithmetic on an untrained encoder: an enrolled clip is its own keyword (score 1),
+    above any threshold it is unknown, and the clip placed in silence is detected where it starts."""
+    encoder = models.create_model("protores", input_shape=(98, 40, 1), widths=[4, 4, 4])
+    spotter = spotting.KeywordSpotter(encoder, threshold=0.99)
+    t = np.arange(audio.SAMPLE_RATE) / audio.SAMPLE_RATE
+    word = (0.5 * np.sin(2 * np.pi * (300 + 900 * t) * t) * np.hanning(audio.SAMPLE_RATE)).astype(np.float32)
+    other = (0.5 * np.sin(2 * np.pi * 1800 * t ** 2) * np.hanning(audio.SAMPLE_RATE)).astype(np.float32)
+    spotter.enroll("sweep", [word])
+    assert spotter.embed([word]).shape[0] == 1 and list(spotter.keywords) == ["sweep"]
+    match = spotter.classify([word])[0]
+    assert match.keyword == "sweep" and match.score == pytest.approx(1.0, abs=1e-6)
+    spotter.threshold = 1.01
+    assert spotter.classify([word])[0].keyword == spotting.UNKNOWN
+    spotter.threshold = 0.99
+    recording = np.concatenate([np.zeros(audio.SAMPLE_RATE, np.float32), word, np.zeros(audio.SAMPLE_RATE // 2,
+                                                                                        np.float32)])
+    found = spotter.detect(recording, hop=0.05)
+    assert len(found) == 1 and found[0].keyword == "sweep" and 0.95 <= found[0].start <= 1.3, found
+    keywords = tmp_path / "k.json"
+    spotter.save_keywords(keywords)
+    again = spotting.KeywordSpotter(encoder)
+    again.load_keywords(keywords)
+    np.testing.assert_allclose(again.keywords["sweep"], spotter.keywords["sweep"])
+    assert spotter.scores([other]).shape == (1, 1)
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +66,8 @@ def clips():
     return audio.load_keyword_folder(SPOKEN_KEYWORDS)
 
 
+@pytest.mark.needs_keywords
+@pytest.mark.slow
 def test_trained_encoder_beats_chance_and_raw_features_on_test_words_of_held_out_speakers(run, clips):
     cfg, results = run
     test = audio.keyword_split(clips, "test")
@@ -58,6 +87,8 @@ def test_trained_encoder_beats_chance_and_raw_features_on_test_words_of_held_out
     assert step in (50, 100, 150)
 
 
+@pytest.mark.needs_keywords
+@pytest.mark.slow
 def test_enroll_one_speaker_then_classify_other_speakers(run, clips):
     test = audio.keyword_split(clips, "test")
     spotter = spotting.KeywordSpotter.load(run[0].model_dir, threshold=0.0)
@@ -86,6 +117,8 @@ def trimmed(wave):
     return wave[loud[0]: loud[-1] + 1]
 
 
+@pytest.mark.needs_keywords
+@pytest.mark.slow
 def test_detect_finds_keywords_at_known_times_in_a_long_noisy_recording(run, clips, tmp_path):
     test = audio.keyword_split(clips, "test")
     speakers = sorted(set(test.speakers))
@@ -116,6 +149,8 @@ def test_detect_finds_keywords_at_known_times_in_a_long_noisy_recording(run, cli
     assert named >= 6, named
 
 
+@pytest.mark.needs_keywords
+@pytest.mark.slow
 def test_litert_float32_and_int8_agree_with_the_keras_encoder(run, clips, tmp_path):
     test = audio.keyword_split(clips, "test")
     features = logmel.features(test.waveforms).numpy()
@@ -136,6 +171,8 @@ def test_litert_float32_and_int8_agree_with_the_keras_encoder(run, clips, tmp_pa
     assert (tmp_path / "int8.tflite").stat().st_size < (tmp_path / "float32.tflite").stat().st_size / 3
 
 
+@pytest.mark.needs_keywords
+@pytest.mark.slow
 def test_kws_command_enrolls_classifies_detects_and_exports(run, clips, tmp_path, capsys):
     test = audio.keyword_split(clips, "test")
     speakers = sorted(set(test.speakers))

@@ -28,12 +28,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfresnet.core import files  # noqa: F401 (protores: registers the encoders for load_model)
-from tfresnet.kws import (
-    audio,  # noqa: F401 (protores: registers the encoders for load_model)
-    logmel,
-)
-from tfresnet.models import protores  # noqa: F401 (protores: registers the encoders for load_model)
+from tfresnet import models  # the zoo registers the encoders load_model reads
+from tfresnet.core import files
+from tfresnet.kws import audio, logmel
 
 UNKNOWN = "unknown"
 
@@ -96,8 +93,11 @@ class LiteEncoder:
         return y
 
 
-# The few-shot encoders' class names (what a .keras file's config.json calls its model).
-ENCODER_CLASSES = ("ProtoResEncoder",)
+def encoder_classes() -> tuple[str, ...]:
+    """The class names of the registered few-shot encoders (what a ``.keras`` file's ``config.json``
+    calls its model): ``ProtoResEncoder``, and any a user registered for task ``fewshot``."""
+    return tuple(sorted({getattr(models.model_spec(name).builder, "__name__", "") for name in
+                         models.list_models("fewshot")}))
 
 
 def _keras_class(path: pathlib.Path) -> str:
@@ -133,8 +133,8 @@ def load_encoder(path: str | os.PathLike) -> keras.Model | LiteEncoder:
         files.check_kind(path, ("a LiteRT (.tflite) model",), "a LiteRT encoder (.tflite)")
         return LiteEncoder(path)
     found = _keras_class(path)
-    if found not in ENCODER_CLASSES:
-        raise ValueError(f"{path} holds a {found}, not a few-shot keyword encoder ({', '.join(ENCODER_CLASSES)}): "
+    if found not in encoder_classes():
+        raise ValueError(f"{path} holds a {found}, not a few-shot keyword encoder ({', '.join(encoder_classes())}): "
                          "pass the model.keras of a --task=fewshot run")
     return keras.models.load_model(path)
 

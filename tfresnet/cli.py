@@ -202,11 +202,10 @@ def main(argv: Sequence[str], mode: str | None = None) -> int:
             return err.exit_code
         if verbose:
             raise
-        line = error_line(err)
-        print(f"{prog}: error: {line}", file=sys.stderr)
+        print(f"{prog}: error: {error_line(err)}", file=sys.stderr)
         # The input pipeline's own checks (an image that does not decode, a label out of range) name
         # bad input found while reading it: exit status 2 like every other bad input.
-        return 2 if not line.startswith(f"{type(err).__name__}: ") else 1
+        return 2 if pipeline_message(err) else 1
     return 0
 
 
@@ -220,13 +219,18 @@ def one_line(err: BaseException) -> str:
     return " ".join(message.split())
 
 
+def pipeline_message(err: Exception) -> str | None:
+    """The input pipeline's own message in ``err`` (``assertion failed: [what] [file]``, which
+    TensorFlow buries under "Graph execution error:"), or None."""
+    found = re.search(r"assertion failed: ((?:\[[^\]\n]*\] ?)+)", str(err))
+    return " ".join(re.findall(r"\[([^\]\n]*)\]", found.group(1))) if found else None
+
+
 def error_line(err: Exception) -> str:
-    """One line for an error: the input pipeline's own message (``assertion failed: [what] [file]``,
-    which TensorFlow buries under "Graph execution error:"), else the error's first line."""
+    """One line for an error: ``pipeline_message``, else the error's first line."""
+    if (message := pipeline_message(err)) is not None:
+        return message
     text = str(err).strip()
-    found = re.search(r"assertion failed: ((?:\[[^\]\n]*\] ?)+)", text)
-    if found:
-        return " ".join(re.findall(r"\[([^\]\n]*)\]", found.group(1)))
     found = re.search(r"(?:corrupted|truncated) record at \d+", text)
     lines = text.splitlines()
     return f"{type(err).__name__}: {found.group(0) if found else lines[0] if lines else ''}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import wave
 
 # (first bytes, what a file that starts with them is).
 _MAGIC = (
@@ -112,61 +113,38 @@ def check_writable(path: str | os.PathLike, what: str, folder: bool = True) -> N
 
 @dataclasses.dataclass(frozen=True)
 class WavFormat:
-    """What a WAV file's header says: sample rate, channels, bits per sample, PCM or not, and frames."""
+    """What a PCM WAV file's header says: sample rate, channels, bits per sample, and frames."""
 
     rate: int
     channels: int
     bits: int
-    pcm: bool
     frames: int
 
     def describe(self) -> str:
-        kind = f"{self.bits}-bit {'PCM' if self.pcm else 'float or compressed'}"
         layout = {1: "mono", 2: "stereo"}.get(self.channels, f"{self.channels} channels")
-        return f"{kind}, {self.rate} Hz, {layout}"
+        return f"{self.bits}-bit PCM, {self.rate} Hz, {layout}"
 
 
 def wav_format(path: str | os.PathLike) -> WavFormat:
-    """Reads the header of a WAV file (its ``fmt`` and ``data`` chunks).
+    """Reads the header of a PCM WAV file (the standard library's ``wave``).
 
     Raises:
-        ValueError: one line naming the file and what it is instead (``tfresnet.core.files.describe``),
-            when it is not a WAV file or its header is cut short.
+        ValueError: one line naming the file and what it is instead (``describe``), when it is not
+            a WAV file, not PCM (float or compressed samples), or its header is cut short.
     """
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file" if not path.exists() else f"{path} is a folder, not a WAV file")
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            raise ValueError(f"{path}: not a readable 16-bit PCM WAV file (it is {describe(path)})")
-        fmt, frames = None, None
-        while True:
-            chunk = f.read(8)
-            if len(chunk) < 8:
-                break
-            name, size = chunk[:4], int.from_bytes(chunk[4:], "little")
-            if name == b"fmt ":
-                body = f.read(size)
-                if len(body) < 16:
-                    break
-                tag, channels, rate = (int.from_bytes(body[i:j], "little") for i, j in ((0, 2), (2, 4), (4, 8)))
-                bits = int.from_bytes(body[14:16], "little")
-                if tag == 0xFFFE and len(body) >= 26:  # WAVE_FORMAT_EXTENSIBLE: the real tag in the sub-format
-                    tag = int.from_bytes(body[24:26], "little")
-                fmt = (rate, channels, bits, tag == 1)
-            elif name == b"data":
-                if fmt is None:
-                    break
-                block = max(1, fmt[1] * fmt[2] // 8)
-                frames = min(size, path.stat().st_size - f.tell()) // block
-                break
-            else:
-                f.seek(size + size % 2, 1)
-    if fmt is None or frames is None:
-        raise ValueError(f"{path}: not a readable 16-bit PCM WAV file (no {'fmt' if fmt is None else 'data'} "
-                         "chunk: cut short or damaged)")
-    return WavFormat(*fmt, frames)
+    try:
+        with wave.open(str(path), "rb") as f:
+            return WavFormat(f.getframerate(), f.getnchannels(), 8 * f.getsampwidth(), f.getnframes())
+    except wave.Error as err:
+        what = describe(path)
+        reason = (f"it is {what}" if what != "a WAV file"
+                  else f"{err}: float or compressed samples" if str(err).startswith("unknown format") else str(err))
+        raise ValueError(f"{path}: not a readable 16-bit PCM WAV file ({reason})") from None
+    except EOFError:
+        raise ValueError(f"{path}: not a readable 16-bit PCM WAV file (its header is cut short)") from None
 
 
 def check_wav(path: str | os.PathLike, rate: int) -> WavFormat:
@@ -177,7 +155,7 @@ def check_wav(path: str | os.PathLike, rate: int) -> WavFormat:
             mixed down without a word).
     """
     found = wav_format(path)
-    if not found.pcm or found.bits != 16 or found.rate != rate or found.channels != 1:
+    if found.bits != 16 or found.rate != rate or found.channels != 1:
         raise ValueError(f"{path}: {found.describe()}; expected 16-bit PCM, {rate} Hz, mono (convert it: "
                          f"sox {path} -r {rate} -b 16 -c 1 out.wav)")
     if found.frames == 0:

@@ -120,11 +120,10 @@ def load_encoder(path: str | os.PathLike) -> keras.Model | LiteEncoder:
     path = pathlib.Path(path)
     if path.is_dir():
         record = path / "run.json"
-        if record.is_file():
-            task = json.loads(record.read_text()).get("task")
-            if task != "fewshot":
-                raise ValueError(f"{path} is a run of task {task} ({json.loads(record.read_text()).get('model')}), "
-                                 "not a few-shot keyword encoder: pass the folder of a --task=fewshot run")
+        run = json.loads(record.read_text()) if record.is_file() else {"task": "fewshot"}
+        if run.get("task") != "fewshot":
+            raise ValueError(f"{path} is a run of task {run.get('task')} ({run.get('model')}), not a few-shot "
+                             "keyword encoder: pass the folder of a --task=fewshot run")
         path = path / "model.keras"
     if not path.is_file():
         raise FileNotFoundError(f"no encoder at {path} (expected a run folder with model.keras, a .keras "

@@ -16,9 +16,6 @@ from tfresnet.engine.runtime import Runtime
 from tfresnet.tasks.base import TASKS, Metrics, Task
 from tfresnet.weights.preprocessing import Preprocessing
 
-# Datasets held as arrays of one image size, which image_size cannot change.
-RECIPES_FIXED = {name: recipe.in_memory for name, recipe in data.RECIPES.items()}
-
 
 class ClassificationTask(Task):
     """Image classification: ``(images, labels)`` batches, cross-entropy, top-1/top-5 accuracy."""
@@ -57,7 +54,9 @@ class ClassificationTask(Task):
             self.num_classes = spec.num_classes
             self.steps_per_epoch = cfg.train_steps or 100
             return
-        if cfg.image_size and (RECIPES_FIXED.get(cfg.dataset) or cfg.dataset == "npz"):
+        # Arrays of one image size (npz, MNIST, CIFAR): image_size cannot change them.
+        arrays = cfg.dataset == "npz" or (cfg.dataset in data.RECIPES and data.RECIPES[cfg.dataset].in_memory)
+        if cfg.image_size and arrays:
             raise ValueError(f"image_size does not apply to dataset {cfg.dataset}: its images are arrays of one "
                              "size (image_size sizes folders, shards, imagenette, imagenet2012 and synthetic data)")
         if training:

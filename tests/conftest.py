@@ -11,10 +11,12 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+from typing import Any, NamedTuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # XLA runs keep their compiled steps in a cache of this test session, not in the user's ~/.cache.
@@ -101,6 +103,9 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    # The slow tier first: with two xdist workers, a long test that starts last would run alone at
+    # the end while the other worker idles. The sort is stable, so each tier keeps the file order.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
     for item in items:
         if MNIST_MISSING and item.get_closest_marker("needs_mnist"):
             item.add_marker(pytest.mark.skip(reason=MNIST_MISSING))
@@ -113,6 +118,93 @@ def mnist_npz() -> pathlib.Path:
     if MNIST_MISSING:
         pytest.skip(MNIST_MISSING)
     return MNIST_NPZ
+
+
+def shared_run(tmp_path_factory, name: str, make) -> pathlib.Path:
+    """The folder ``make(folder)`` filled, once per test session: the first xdist worker to ask
+    makes it while any other waits on a lock, then all read it. A failed ``make`` leaves nothing, so
+    the next test to ask tries again (and fails the same way, with its own traceback).
+
+    Args:
+        tmp_path_factory: pytest's fixture; its base folder's parent is common to the workers.
+        name: The run's folder name, one per scenario.
+        make: ``(folder) -> None``, writing the run into the empty ``folder``.
+    """
+    from filelock import FileLock  # noqa: PLC0415
+
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+    folder, done = root / "shared" / name, root / "shared" / f"{name}.done"
+    folder.parent.mkdir(exist_ok=True)
+    with FileLock(str(root / "shared" / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder
+
+
+def train_in_process(*args: str, command: str = "tfresnet-train") -> None:
+    """``tfresnet-train ARGS`` in this process (no cold TensorFlow start), failing on a non-zero exit.
+
+    ``--deterministic`` turns on TensorFlow's op determinism for the whole process; it is turned
+    off again so that the tests that follow run as they would alone.
+    """
+    from tensorflow.python.framework import config as tf_config  # noqa: PLC0415 (public API: enable only)
+
+    from tfresnet import cli  # noqa: PLC0415
+
+    try:
+        code = cli.main([command, *args])
+    finally:
+        tf_config.disable_op_determinism()
+    assert code == 0, f"{command} {' '.join(args)} exited {code}"
+
+
+def mnist_config(model_dir, **changes):
+    """``mnist_resnet`` on 2,000 MNIST images for 3 epochs of 62 steps, evaluated on 1,000 after each."""
+    from tfresnet.config import TrainConfig  # noqa: PLC0415
+
+    base = dict(model="mnist_resnet", dataset="mnist", data_dir=str(MNIST_NPZ.parent), train_split="train[:2000]",
+                eval_split="test[:1000]", batch_size=32, epochs=3, steps_per_loop=16, model_dir=str(model_dir))
+    return TrainConfig(**{**base, **changes})
+
+
+class TrainedRun(NamedTuple):
+    """A finished run that tests read (never write): its config, what ``training.train`` returned and
+    the lines it printed."""
+
+    cfg: Any
+    results: dict
+    lines: list
+
+    @property
+    def model_dir(self) -> pathlib.Path:
+        return pathlib.Path(self.cfg.model_dir)
+
+
+def trained_run(tmp_path_factory, name: str, cfg_of) -> TrainedRun:
+    """``cfg_of(folder)`` trained once per test session into a shared folder (``shared_run``)."""
+    from tfresnet import training  # noqa: PLC0415
+
+    def make(folder):
+        lines = []
+        results = training.train(cfg_of(folder), log=lines.append)
+        (folder.parent / f"{name}.json").write_text(json.dumps({"results": results, "lines": lines}, default=float))
+
+    folder = shared_run(tmp_path_factory, name, make)
+    record = json.loads((folder.parent / f"{name}.json").read_text())
+    return TrainedRun(cfg_of(folder), record["results"], record["lines"])
+
+
+@pytest.fixture(scope="session")
+def trained_mnist(tmp_path_factory) -> TrainedRun:
+    """The trained image run (``mnist_config``: checkpoints, logs, ``model.keras``, ``saved_model/``),
+    made once per session for every test that needs one; tests/test_training.py checks what it reached."""
+    if MNIST_MISSING:
+        pytest.skip(MNIST_MISSING)
+    return trained_run(tmp_path_factory, "trained_mnist", mnist_config)
 
 
 @pytest.fixture(scope="session")

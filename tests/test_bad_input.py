@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, write_wav
+from conftest import REPO, shared_run, write_wav
 from tfresnet import cli, training
 from tfresnet.config import TrainConfig
 
@@ -58,8 +58,12 @@ def raw_wav(path, samples, rate=16_000, channels=1, bits=16):
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
-    """The workspace every case reads: data files good and bad, a trained image run, a few-shot encoder."""
-    ws = tmp_path_factory.mktemp("ws")
+    """The workspace every case reads and none writes (each checks): data files good and bad, a trained
+    image run, a few-shot encoder. Made once per test session, for both xdist workers."""
+    return shared_run(tmp_path_factory, "bad_input_workspace", make_workspace)
+
+
+def make_workspace(ws: pathlib.Path) -> None:
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8)
     np.savez(ws / "ok.npz", x_train=x, y_train=np.arange(64) % 10, x_test=x[:16], y_test=np.arange(16) % 10)
@@ -96,7 +100,6 @@ def ws(tmp_path_factory):
                          "--keyword=yes", str(ws / "ok.wav")]) == 0
     assert cli.shards_main(["tfresnet-shards", f"--data_dir={ws / 'two_class'}", f"--out_dir={ws / 'shards'}",
                             "--num_shards=2"]) == 0
-    return ws
 
 
 def snapshot(folder: pathlib.Path):
@@ -291,7 +294,9 @@ def test_bad_input_is_one_line_exit_2_nothing_written_and_fast(command, args, wo
 @pytest.mark.slow
 def test_offline_quick_start_answers_in_one_line_within_15_seconds_in_a_real_process(tmp_path):
     """The README's quick start on a machine with no mnist.npz and no network: the one line, within
-    15 s of start (TensorFlow's import included), no download folders left behind."""
+    15 s of start (TensorFlow's import included), no download folders left behind. Run through the
+    installed ``tfresnet-train`` console script, as the README's first command is (the other README
+    commands run in-process, tests/test_readme.py)."""
     home, work = tmp_path / "home", tmp_path / "work"
     home.mkdir()
     work.mkdir()
@@ -299,8 +304,9 @@ def test_offline_quick_start_answers_in_one_line_within_15_seconds_in_a_real_pro
            **{proxy: OFFLINE for proxy in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")}}
     env.pop("TFRESNET_DATA_DIR", None)
     tic = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "tfresnet.train", f"--flagfile={REPO / 'flags' / 'mnist.cfg'}"],
-                          cwd=work, env=env, capture_output=True, text=True, timeout=120)
+    script = pathlib.Path(sys.executable).parent / "tfresnet-train"
+    proc = subprocess.run([str(script), f"--flagfile={REPO / 'flags' / 'mnist.cfg'}"], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=120)
     seconds = time.perf_counter() - tic
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr[-2000:]
     assert proc.stderr.startswith("tfresnet-train: error: mnist is not in tensorflow-datasets' data_dir"), proc.stderr
@@ -309,6 +315,28 @@ def test_offline_quick_start_answers_in_one_line_within_15_seconds_in_a_real_pro
     assert list(work.iterdir()) == []  # no runs/mnist, no download folders
     # No data folders at home either (TensorFlow, Keras and matplotlib keep their settings there).
     assert not (home / "tensorflow_datasets").exists() and not (home / ".keras" / "datasets").exists()
+
+
+def test_bad_input_after_a_run_leaves_the_model_dir_as_it_was(ws, tmp_path, capsys):
+    """Bad flags and data against a run folder with checkpoints: one line each, nothing written there."""
+    model_dir = tmp_path / "run"
+    shutil.copytree(ws / "img_run", model_dir)
+    before = snapshot(model_dir)
+    cases = [
+        (["--model=resnet20_cifar"], "holds a checkpoint of a different model (model: 'mnist_resnet' there"),
+        (["--dataset=synthetic", "--image_size=32"], "holds a checkpoint of a different model (input_shape"),
+        ([f"--data_dir={ws / 'labels.npz'}", "--eval_split=test"], "y_test: labels must be in [0, 3)"),
+        ([f"--data_dir={ws / 'keys.npz'}"], "lacks ['x_train', 'y_train']"),
+        (["--learning_rate=-1"], "learning_rate must be positive, got -1"),
+        (["--strategy=tpuu"], "strategy: unknown value 'tpuu'"),
+    ]
+    for extra, message in cases:
+        code = cli.main(["tfresnet-train", "--dataset=npz", f"--data_dir={ws / 'ok.npz'}", "--batch_size=16",
+                         "--train_steps=4", f"--model_dir={model_dir}", *extra])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err, (extra, err)
+        assert err.count("\n") == 1 and err.startswith("tfresnet-train: error: "), err
+        assert snapshot(model_dir) == before, extra
 
 
 def test_hidden_files_are_skipped_by_every_folder_reader(ws, tmp_path):

@@ -37,17 +37,20 @@ def test_setup_commands_are_what_ci_runs():
 
 @pytest.mark.needs_mnist
 @pytest.mark.slow
-def test_cli_commands_run(tmp_path):
+def test_cli_commands_run(tmp_path, monkeypatch, capsys):
+    """The image commands, in this process through the console scripts' own functions (one
+    TensorFlow start; tests/test_bad_input.py runs the installed ``tfresnet-train`` itself)."""
+    from tfresnet import cli
+
     # The first command has no --data_dir: a user's first run downloads MNIST into a cache, which
     # is what $TFRESNET_DATA_DIR stands for here (no network in CI).
-    env = {**os.environ, "PATH": BIN + os.pathsep + os.environ["PATH"], "PYTHONPATH": str(REPO),
-           "TFRESNET_DATA_DIR": str(MNIST_NPZ.parent)}
+    monkeypatch.setenv("TFRESNET_DATA_DIR", str(MNIST_NPZ.parent))
+    monkeypatch.chdir(REPO)
     ran, run_dirs = 0, {}
     for command in bash_commands():
         words = local(shlex.split(command))
         if words[0] == "export":
-            key, value = words[1].split("=", 1)
-            env[key] = value
+            monkeypatch.setenv(*words[1].split("=", 1))
             continue
         if words[0] not in ("tfresnet-train", "tfresnet-eval") or "kws_protores" in command or "shards" in command:
             continue  # keyword spotting and shards: test_keyword_spotting_commands_run, test_data_commands_run
@@ -66,9 +69,14 @@ def test_cli_commands_run(tmp_path):
             short = [f"--data_dir={image_folder(tmp_path / 'images')}", "--model=resnet18",
                      f"--pretrained={pytorch_weights_file(tmp_path)}", "--image_size=32", "--batch_size=4",
                      "--eval_batch_size=4", *short[2:]]
-        proc = subprocess.run(words + short, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, (command, proc.stderr[-2000:])
-        assert ("Epoch 1, Loss:" if words[0] == "tfresnet-train" else "Eval test[:256]") in proc.stdout
+        code = cli.main(words + short, mode="eval" if words[0] == "tfresnet-eval" else None)
+        out, err = capsys.readouterr()
+        assert code == 0, (command, err)
+        if words[0] == "tfresnet-train":
+            assert "Epoch 1, Loss:" in out and "Test Accuracy: " in out, (command, out)
+        else:  # the newest checkpoint of the training command above: 256 images in batches of 128
+            assert re.search(r"^Eval test\[:256\] at step 2: loss: [\d.]+, accuracy: [\d.]+%, top5: [\d.]+%$", out,
+                             flags=re.M), (command, out)
         ran += 1
     assert ran == 5
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import SPOKEN_KEYWORDS
+from conftest import SPOKEN_KEYWORDS, TrainedRun, trained_run
 from tfresnet import cli, models, training
 from tfresnet.config import TrainConfig
 from tfresnet.kws import audio, episodes, logmel, spotting
@@ -53,12 +53,12 @@ def test_a_spotter_enrolls_classifies_and_detects_with_any_encoder(tmp_path):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """A trained run folder (model.keras, best/, checkpoints/) and its results."""
+    """A trained run (model.keras, best/, checkpoints/), made once per test session (conftest.trained_run)."""
     # $TFRESNET_KWS_RUN: a folder to keep the run in between sessions (a finished run resumes as is).
-    model_dir = os.environ.get("TFRESNET_KWS_RUN") or str(tmp_path_factory.mktemp("kws") / "run")
-    cfg = TrainConfig(**SMALL, model_dir=model_dir)
-    results = training.train(cfg, log=lambda line: None)
-    return cfg, results
+    if os.environ.get("TFRESNET_KWS_RUN"):
+        cfg = TrainConfig(**SMALL, model_dir=os.environ["TFRESNET_KWS_RUN"])
+        return TrainedRun(cfg, training.train(cfg, log=lambda line: None), [])
+    return trained_run(tmp_path_factory, "trained_kws", lambda folder: TrainConfig(**SMALL, model_dir=str(folder)))
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def clips():
 @pytest.mark.needs_keywords
 @pytest.mark.slow
 def test_trained_encoder_beats_chance_and_raw_features_on_test_words_of_held_out_speakers(run, clips):
-    cfg, results = run
+    cfg = run.cfg
     test = audio.keyword_split(clips, "test")
     features = logmel.features(test.waveforms).numpy()
     accuracy = lambda x: episodes.episode_accuracies(  # noqa: E731
@@ -91,7 +91,7 @@ def test_trained_encoder_beats_chance_and_raw_features_on_test_words_of_held_out
 @pytest.mark.slow
 def test_enroll_one_speaker_then_classify_other_speakers(run, clips):
     test = audio.keyword_split(clips, "test")
-    spotter = spotting.KeywordSpotter.load(run[0].model_dir, threshold=0.0)
+    spotter = spotting.KeywordSpotter.load(run.model_dir, threshold=0.0)
     first = sorted(set(test.speakers))[0]
     for label in sorted(set(test.labels))[:5]:
         pick = (test.labels == label) & (test.speakers == first)
@@ -123,7 +123,7 @@ def test_detect_finds_keywords_at_known_times_in_a_long_noisy_recording(run, cli
     test = audio.keyword_split(clips, "test")
     speakers = sorted(set(test.speakers))
     words = ["dog", "five", "visual"]
-    spotter = spotting.KeywordSpotter.load(run[0].model_dir)
+    spotter = spotting.KeywordSpotter.load(run.model_dir)
     for word in words + ["nine", "off"]:  # two more keywords that are not said
         label = test.keywords.index(word)
         spotter.enroll(word, [test.waveforms[(test.labels == label) & (test.speakers == s)][0] for s in speakers[1:6]])
@@ -154,7 +154,7 @@ def test_detect_finds_keywords_at_known_times_in_a_long_noisy_recording(run, cli
 def test_litert_float32_and_int8_agree_with_the_keras_encoder(run, clips, tmp_path):
     test = audio.keyword_split(clips, "test")
     features = logmel.features(test.waveforms).numpy()
-    encoder = spotting.load_encoder(run[0].model_dir)
+    encoder = spotting.load_encoder(run.model_dir)
     reference = encoder(features, training=False).numpy()
     train = audio.keyword_split(clips, "train")
     representative = logmel.features(train.waveforms[::4]).numpy()
@@ -183,7 +183,7 @@ def test_kws_command_enrolls_classifies_detects_and_exports(run, clips, tmp_path
             wave = test.waveforms[(test.labels == test.keywords.index(word)) & (test.speakers == s)][0]
             tf.io.write_file(str(path), tf.audio.encode_wav(wave[:, None], audio.SAMPLE_RATE))
             wavs[word, s] = str(path)
-    model, keywords = f"--model={run[0].model_dir}", f"--keywords={tmp_path / 'kw.json'}"
+    model, keywords = f"--model={run.model_dir}", f"--keywords={tmp_path / 'kw.json'}"
     for word in ("dog", "visual"):
         assert cli.kws_main(["tfresnet-kws", "enroll", model, keywords, f"--keyword={word}",
                              wavs[word, speakers[0]], wavs[word, speakers[1]]]) == 0

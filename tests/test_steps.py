@@ -11,6 +11,7 @@ from conftest import MNIST_NPZ
 from tfresnet import data, models, training
 from tfresnet.config import TrainConfig
 from tfresnet.engine import runtime, steps
+from tfresnet.models.resnet import ResNet
 
 
 @pytest.fixture(scope="module")
@@ -19,10 +20,20 @@ def batches():
     return data.make_dataset(src, 16, training=True)
 
 
-def _train(batches, strategy, jit_compile, precision="float64", num_steps=3, learning_rate=0.01, **model_options):
+def tiny_resnet(**options) -> keras.Model:
+    """The smallest ResNet with everything the step factories handle (convolutions, BatchNorm with
+    moving statistics, a projection shortcut, a dense head): two basic blocks of 8 and 16 channels on
+    MNIST. XLA compiles it in a quarter of ``mnist_resnet``'s time."""
+    model = ResNet("basic", (1, 1), num_classes=10, stem="cifar", base_width=8, **options)
+    model.build((None, 28, 28, 1))
+    return model
+
+
+def _train(batches, strategy, jit_compile, precision="float64", num_steps=3, learning_rate=0.01, model=tiny_resnet,
+           **model_options):
     keras.utils.set_random_seed(0)
     with runtime.precision_policy(precision), strategy.scope():
-        model = models.create_model("mnist_resnet", **model_options)
+        model = model(**model_options)
         optimizer = keras.optimizers.SGD(learning_rate, momentum=0.9)
         if precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -38,7 +49,7 @@ def _train(batches, strategy, jit_compile, precision="float64", num_steps=3, lea
 def _initial_weights():
     keras.utils.set_random_seed(0)  # as _train does
     with runtime.precision_policy("float64"):
-        return [w.numpy() for w in models.create_model("mnist_resnet").weights]
+        return [w.numpy() for w in tiny_resnet().weights]
 
 
 def ops_per_step_outside_xla(graph: tf.Graph) -> collections.Counter:
@@ -62,7 +73,7 @@ def test_single_device_xla_compiles_the_whole_step_and_matches_the_graph(batches
     for a, b in zip(model.weights, xla_model.weights):
         np.testing.assert_allclose(b.numpy(), a.numpy(), atol=3e-7, err_msg=a.path)
     initial = _initial_weights()[0]
-    assert np.abs(xla_model.weights[0].numpy() - initial).max() > 1e-3  # the steps did move the weights
+    assert np.abs(xla_model.weights[0].numpy() - initial).max() > 3e-4  # the steps did move the weights (1000x atol)
     assert float(xla_metrics["accuracy"].result()) == float(metrics["accuracy"].result())
     # Forward, backward, update and metrics are one XLA call: no per-variable update ops are left.
     outside, graph_ops = ops_per_step_outside_xla(xla_graph), ops_per_step_outside_xla(graph)
@@ -129,9 +140,17 @@ def test_synchronised_batchnorm_under_mirrored_xla_is_a_clear_error(tmp_path, mo
 
 @pytest.fixture(scope="module")
 def float32_losses(batches):
-    """Ten float32 steps on one repeated batch: the reference of the mixed-precision runs."""
+    """Ten float32 steps on one repeated batch: the reference of the mixed-precision runs.
+
+    ``mnist_resnet``, not the tiny ResNet: its dense head fits one batch in ten steps (the tiny one's
+    global pooling takes far more), so "the loss falls as float32's does" is a wide margin.
+    """
     return _train(batches.take(1).repeat(), tf.distribute.get_strategy(), True, "float32", num_steps=10,
-                  learning_rate=0.003)[0]
+                  learning_rate=0.003, model=mnist_resnet)[0]
+
+
+def mnist_resnet(**options) -> keras.Model:
+    return models.create_model("mnist_resnet", **options)
 
 
 @pytest.mark.needs_mnist
@@ -146,7 +165,8 @@ def test_mixed_precision_whole_step_xla_trains_like_float32(batches, float32_los
     """
     one_batch = batches.take(1).repeat()
     losses, model, metrics, _ = _train(one_batch, tf.distribute.get_strategy(), True, precision, num_steps=10,
-                                       learning_rate=0.003)
+                                       learning_rate=0.003, model=mnist_resnet)
+    assert model.compute_dtype == precision.removeprefix("mixed_")  # the layers really compute in 16 bits
     float32 = float32_losses
     assert losses.dtype == np.float32 and np.isfinite(losses).all(), losses
     np.testing.assert_allclose(losses[0], float32[0], rtol=0.05)  # same computation, fewer bits

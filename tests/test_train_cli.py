@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import MNIST_NPZ, REPO
+from conftest import REPO
 from tfresnet import cli as train
 from tfresnet import training
 
@@ -91,19 +91,6 @@ def tf_checkpoint_step(model_dir):
 
     return int(tf.train.load_checkpoint(str(pathlib.Path(model_dir) / "checkpoints")).get_tensor(
         "step/.ATTRIBUTES/VARIABLE_VALUE"))
-
-
-@pytest.mark.needs_mnist
-@pytest.mark.slow
-def test_cli_trains_then_evaluates_a_checkpoint(tmp_path):
-    common = [f"--data_dir={MNIST_NPZ.parent}", f"--model_dir={tmp_path / 'run'}", "--train_split=train[:512]",
-              "--eval_split=test[:500]"]
-    trained = cli(f"--flagfile={REPO / 'flags' / 'mnist.cfg'}", "--epochs=1", *common)
-    assert trained.returncode == 0, trained.stderr
-    assert "Epoch 1, Loss: " in trained.stdout and "Test Accuracy: " in trained.stdout
-    evaluated = cli(f"--flagfile={REPO / 'flags' / 'mnist.cfg'}", "--mode=eval", *common)
-    assert evaluated.returncode == 0, evaluated.stderr
-    assert "Eval test[:500] at step 16: loss: " in evaluated.stdout and "top5: " in evaluated.stdout
 
 
 @pytest.mark.parametrize("args, message", [

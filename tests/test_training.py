@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import MNIST_NPZ
+from conftest import MNIST_NPZ, mnist_config
 from tfresnet import data, tasks, training
 from tfresnet.config import TrainConfig
 from tfresnet.engine import optim, steps
@@ -18,29 +18,23 @@ from tfresnet.models import tutorial
 pytestmark = pytest.mark.needs_mnist
 
 
-def mnist_config(tmp_path, **changes) -> TrainConfig:
-    base = dict(model="mnist_resnet", dataset="mnist", data_dir=str(MNIST_NPZ.parent), train_split="train[:2000]",
-                eval_split="test[:1000]", batch_size=32, epochs=3, steps_per_loop=16, model_dir=str(tmp_path / "run"))
-    return TrainConfig(**{**base, **changes})
-
-
 def read_jsonl(path):
     with open(path) as f:
         return [json.loads(line) for line in f]
 
 
 @pytest.mark.slow
-def test_mnist_2000_images_reach_90_percent(tmp_path, capsys):
-    cfg = mnist_config(tmp_path)
-    results = training.train(cfg)
+def test_mnist_2000_images_reach_90_percent(trained_mnist):
+    """The session's trained run (conftest.trained_mnist), which the tests that need a trained run share."""
+    cfg, results, printed = trained_mnist
     assert results["test_accuracy"] >= 0.90
-    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("Epoch")]
+    lines = [l for l in printed if l.startswith("Epoch")]
     assert len(lines) == 3 and lines[0].startswith("Epoch 1, Loss: ") and "Test Accuracy: " in lines[0]
-    log = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    run = trained_mnist.model_dir
+    log = read_jsonl(run / "metrics.jsonl")
     assert [r["step"] for r in log] == [62, 124, 186]
     assert log[-1]["loss"] < log[0]["loss"] / 3
     # Artifacts: checkpoints, TensorBoard event files, exported models that reproduce the logits.
-    run = tmp_path / "run"
     assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-186")
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(run / "logs" / "train"))
     x = next(iter(data.make_dataset(data.load_source("mnist", "test[:8]", cfg.data_dir), 8, training=False)))[0]
@@ -53,7 +47,7 @@ def test_mnist_2000_images_reach_90_percent(tmp_path, capsys):
 @pytest.mark.slow
 def test_target_accuracy_stops_early_and_a_rerun_trains_no_further(tmp_path, capsys):
     # 1,024 images: 32 steps an epoch, 71-79% test accuracy after the first (seeds 0 and 1).
-    cfg = mnist_config(tmp_path, train_split="train[:1024]", eval_split="test[:500]", epochs=4, target_accuracy=0.5,
+    cfg = mnist_config(tmp_path / "run", train_split="train[:1024]", eval_split="test[:500]", epochs=4, target_accuracy=0.5,
                        export=False)
     results = training.train(cfg)
     out = capsys.readouterr().out
@@ -74,7 +68,7 @@ def test_target_accuracy_stops_early_and_a_rerun_trains_no_further(tmp_path, cap
 
 @pytest.mark.slow
 def test_resume_continues_from_the_saved_step(tmp_path, capsys):
-    cfg = mnist_config(tmp_path, train_split="train[:640]", epochs=2, steps_per_loop=5, checkpoint_every=5,
+    cfg = mnist_config(tmp_path / "run", train_split="train[:640]", epochs=2, steps_per_loop=5, checkpoint_every=5,
                        mode="train")
     training.train(cfg.replace(train_steps=10))
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-10")
@@ -95,11 +89,9 @@ def test_resume_continues_from_the_saved_step(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_evaluate_builds_no_optimizer_reads_no_training_data_and_writes_nothing(tmp_path, monkeypatch, capsys):
-    cfg = mnist_config(tmp_path, train_split="train[:320]", eval_split="test[:200]", train_steps=5, steps_per_loop=5,
-                       export=False)
-    trained = training.train(cfg)
-    before = sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in (tmp_path / "run").rglob("*"))
+def test_evaluate_builds_no_optimizer_reads_no_training_data_and_writes_nothing(trained_mnist, monkeypatch, capsys):
+    cfg, trained, _ = trained_mnist
+    before = sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in trained_mnist.model_dir.rglob("*"))
 
     def refuse(*args, **kwargs):
         raise AssertionError("evaluation built an optimizer")
@@ -109,14 +101,14 @@ def test_evaluate_builds_no_optimizer_reads_no_training_data_and_writes_nothing(
     results = training.evaluate(cfg.replace(train_split="no_such_split"))
     assert results == {k[5:]: v for k, v in trained.items() if k.startswith("test_")}
     line = capsys.readouterr().out
-    assert "Eval test[:200] at step 5: loss: " in line  # accuracies in percent, as the epoch lines print them
+    assert "Eval test[:1000] at step 186: loss: " in line  # accuracies in percent, as the epoch lines print them
     assert f"accuracy: {results['accuracy'] * 100:.2f}%" in line and f"top5: {results['top5'] * 100:.2f}%" in line
-    assert sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in (tmp_path / "run").rglob("*")) == before
+    assert sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in trained_mnist.model_dir.rglob("*")) == before
 
 
 @pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    cfg = mnist_config(tmp_path, train_split="train[:640]", steps_per_loop=5, checkpoint_every=5, mode="train")
+    cfg = mnist_config(tmp_path / "run", train_split="train[:640]", steps_per_loop=5, checkpoint_every=5, mode="train")
     training.train(cfg.replace(train_steps=5))
     run = training.Run(cfg.replace(train_steps=40))
     restore = run.restore
@@ -156,7 +148,7 @@ def test_tutorial_signatures_train_the_tutorial_model():
 
 @pytest.mark.slow
 def test_mixed_precision_keeps_logits_and_loss_float32(tmp_path):
-    run = training.Run(mnist_config(tmp_path, precision="mixed_bfloat16", train_steps=2, mode="train"))
+    run = training.Run(mnist_config(tmp_path / "run", precision="mixed_bfloat16", train_steps=2, mode="train"))
     assert keras.config.dtype_policy().name == "float32"  # restored after the model was built
     assert run.model.get_layer("fc").compute_dtype == "bfloat16"
     logits = run.model(tf.zeros((2, 28, 28, 1)), training=False)
@@ -211,7 +203,7 @@ def test_each_step_function_is_traced_once_over_two_epochs_of_uneven_data(tmp_pa
         return traced
 
     monkeypatch.setattr(tasks.ClassificationTask, "forward", counting_forward)
-    cfg = mnist_config(tmp_path, train_split="train[:100]", eval_split="test[:50]", eval_batch_size=16, epochs=2,
+    cfg = mnist_config(tmp_path / "run", train_split="train[:100]", eval_split="test[:50]", eval_batch_size=16, epochs=2,
                        steps_per_loop=2, jit_compile=True, export=False)
     run = training.Run(cfg, log=lambda line: None)
     results = run.train()
@@ -224,7 +216,7 @@ def test_tfresnet_train_and_evaluate_are_top_level_names(tmp_path):
     import tfresnet  # noqa: PLC0415
     import tfresnet.train  # noqa: PLC0415 - the module of python -m tfresnet.train: still callable
 
-    cfg = mnist_config(tmp_path, train_split="train[:64]", eval_split="test[:64]", train_steps=2, steps_per_loop=2,
+    cfg = mnist_config(tmp_path / "run", train_split="train[:64]", eval_split="test[:64]", train_steps=2, steps_per_loop=2,
                        export=False)
     trained = tfresnet.train(cfg, log=lambda line: None)
     evaluated = tfresnet.evaluate(cfg, log=lambda line: None)

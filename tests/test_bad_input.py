@@ -167,7 +167,7 @@ CASES = [
     ("train", NPZ[:1] + ["--data_dir={ws}/one_class.npz", NEW_RUN], "has 1 class; a classifier needs at least 2"),
     ("train", ["--dataset=folder", "--data_dir={ws}/one_class", "--batch_size=4", NEW_RUN],
      "train has 1 class (cats); a classifier needs at least 2"),
-    ("train", NPZ + ["--classes=3"], "has 1 class; a classifier needs at least 2"),
+    ("train", NPZ + ["--classes=3"], "has 1 class (class_3); a classifier needs at least 2"),
     ("train", ["--dataset=npz", "--data_dir={ws}/npzdir", NEW_RUN], "{ws}/npzdir is a folder, not a .npz file"),
     ("train", ["--dataset=npz", "--data_dir={ws}/jpeg.npz", NEW_RUN], "{ws}/jpeg.npz is a JPEG image, not a "
                                                                       "Keras-layout .npz"),

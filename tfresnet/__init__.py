@@ -1,10 +1,15 @@
 """tfresnet: the ResNet family as TensorFlow 2 subclassed models, with a readable training loop.
 
 Names are imported lazily, so ``import tfresnet`` (and ``tfresnet-train --help``) is instant and
-TensorFlow loads on first use.
+TensorFlow loads on first use. The package's Keras classes are registered as soon as Keras is
+imported, so that ``keras.models.load_model`` reads every ``.keras`` file tfresnet writes after a
+bare ``import tfresnet``.
 """
 
 import importlib
+import importlib.abc
+import importlib.util
+import sys
 
 __version__ = "0.1.0"
 
@@ -43,3 +48,42 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(list(globals()) + __all__)
+
+
+# The modules whose import registers every Keras class a tfresnet .keras file names (the zoo imports
+# each model family; optim holds the SGD a compiled model may carry).
+_KERAS_CLASSES = ("tfresnet.models.zoo", "tfresnet.engine.optim")
+
+
+def _register_keras_classes() -> None:
+    for module in _KERAS_CLASSES:
+        importlib.import_module(module)
+
+
+class _AfterKeras(importlib.abc.MetaPathFinder):
+    """Runs ``_register_keras_classes`` right after ``keras`` itself is first imported.
+
+    Keras finds a saved class only in its registry, which the class's module fills when imported;
+    importing the models here would load TensorFlow on ``import tfresnet`` (and on ``--help``).
+    """
+
+    def find_spec(self, name, path, target=None):
+        if name != "keras":
+            return None
+        sys.meta_path.remove(self)  # once; and find_spec below must not find this finder again
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            exec_keras = spec.loader.exec_module
+
+            def exec_module(module):
+                exec_keras(module)
+                _register_keras_classes()
+
+            spec.loader.exec_module = exec_module
+        return spec
+
+
+if "keras" in sys.modules:
+    _register_keras_classes()
+elif not any(isinstance(finder, _AfterKeras) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _AfterKeras())

@@ -8,12 +8,14 @@ examples (arrays, files, shards or a stream) as ``tfresnet.data.sources.load_sou
 from __future__ import annotations
 
 import dataclasses
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from tfresnet.data import augment as augment_lib
 from tfresnet.data import shards as shards_lib
+from tfresnet.weights import classes
 from tfresnet.weights.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -42,6 +44,7 @@ class Recipe:
             False for streams of images of any size (ImageNet), which ``eval_resize`` fits.
         download_url: Where tensorflow-datasets downloads it from ("" for a manual download):
             probed for a few seconds before a download, which offline would retry for minutes.
+        class_names: The name of each label, in label order (``tfresnet.weights.classes``).
     """
 
     num_classes: int
@@ -55,6 +58,7 @@ class Recipe:
     in_memory: bool = True
     fixed_size: bool = True
     download_url: str = "https://storage.googleapis.com/tfds-data/"
+    class_names: tuple[str, ...] = ()
 
     @property
     def preprocessing(self) -> Preprocessing:
@@ -65,20 +69,23 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     # No augmentation for MNIST: the tutorial recipe reaches 99.3%+ without it.
     "mnist": Recipe(10, (28, 28, 1), (0.1307,), (0.3081,), tfds_name="mnist",
-                    download_url="https://storage.googleapis.com/cvdf-datasets/mnist/"),
+                    download_url="https://storage.googleapis.com/cvdf-datasets/mnist/", class_names=classes.MNIST),
     "fashion_mnist": Recipe(10, (28, 28, 1), (0.2860,), (0.3530,), tfds_name="fashion_mnist",
-                            download_url="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"),
+                            download_url="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+                            class_names=classes.FASHION_MNIST),
     "cifar10": Recipe(10, (32, 32, 3), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), "cifar",
-                      tfds_name="cifar10", download_url="https://www.cs.toronto.edu/~kriz/"),
+                      tfds_name="cifar10", download_url="https://www.cs.toronto.edu/~kriz/",
+                      class_names=classes.CIFAR10),
     "cifar100": Recipe(100, (32, 32, 3), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), "cifar",
-                       tfds_name="cifar100", download_url="https://www.cs.toronto.edu/~kriz/"),
+                       tfds_name="cifar100", download_url="https://www.cs.toronto.edu/~kriz/",
+                       class_names=classes.CIFAR100),
     "imagenette": Recipe(10, (224, 224, 3), IMAGENET_MEAN, IMAGENET_STD, "inception", "center_crop",
                          "imagenette/full-size-v2", ("train", "validation"), in_memory=False, fixed_size=False,
-                         download_url="https://s3.amazonaws.com/fast-ai-imageclas/"),
+                         download_url="https://s3.amazonaws.com/fast-ai-imageclas/", class_names=classes.IMAGENETTE),
     # Manual download, as TFDS requires: put the ILSVRC2012 tars in <data_dir>/downloads/manual.
     "imagenet2012": Recipe(1000, (224, 224, 3), IMAGENET_MEAN, IMAGENET_STD, "inception", "center_crop",
                            "imagenet2012", ("train", "validation"), in_memory=False, fixed_size=False,
-                           download_url=""),
+                           download_url="", class_names=classes.imagenet()),
 }
 SOURCES = sorted(RECIPES) + ["folder", "npz", "shards", "synthetic"]
 # The epoch count of a training stream that repeats forever.
@@ -126,6 +133,17 @@ class Source:
     @property
     def num_classes(self) -> int:
         return self.recipe.num_classes
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The name of each label: the data's own (folders, shards), the dataset's (MNIST, CIFAR,
+        ImageNet), else ``class_0 ... class_{N-1}`` (arrays in a ``.npz``)."""
+        return self.class_names or self.recipe.class_names or classes.numbered(self.num_classes)
+
+    def names_of(self, labels: Sequence[int]) -> tuple[str, ...]:
+        """The names of ``labels`` (``--classes``, relabelled ``0..k-1``: ``--classes=5,6`` names its
+        labels "5" and "6"); all of ``label_names`` for none."""
+        return tuple(self.label_names[label] for label in labels) if labels else self.label_names
 
     def steps_per_epoch(self, global_batch_size: int) -> int:
         """Full global batches in one epoch (the remainder is dropped)."""

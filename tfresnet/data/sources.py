@@ -290,7 +290,7 @@ def load_source(
                                          f"{source.name} {split}")
         recipe = dataclasses.replace(source.recipe, num_classes=len(classes) or source.num_classes)
         return dataclasses.replace(source, recipe=recipe, num_examples=len(chosen), images=source.images[chosen],
-                                   labels=labels)
+                                   labels=labels, class_names=source.names_of(classes))
     if name == "npz":
         if not data_dir:
             raise ValueError("dataset 'npz' needs data_dir: the path of a Keras-layout .npz file")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import keras
 
+from tfresnet.weights import classes
 from tfresnet.weights.preprocessing import Preprocessing
 
 
@@ -19,16 +20,29 @@ class ImageClassifier(keras.Model):
             ``to_dict()``), set by ``create_model(..., pretrained=...)``; None for a model trained
             from scratch, whose data pipeline's own normalisation applies. It is saved in the
             model's config, so an exported or reloaded model still knows it.
+        class_names: The name of each class, in logit order (a folder's class folders, a dataset's
+            labels, ImageNet's 1000 for its weights); saved in the config, so ``model.keras``
+            carries them. None: ``label_names`` numbers them.
         **kwargs: ``keras.Model`` arguments (``name``, ``dtype``).
     """
 
     def __init__(self, num_classes: int, sync_batchnorm: bool = False,
-                 preprocessing: Preprocessing | Mapping[str, Any] | None = None, **kwargs):
+                 preprocessing: Preprocessing | Mapping[str, Any] | None = None,
+                 class_names: Sequence[str] | None = None, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.sync_batchnorm = sync_batchnorm
         self.preprocessing = None if preprocessing is None else Preprocessing.from_dict(preprocessing)
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"class_names has {len(class_names)} names for {num_classes} classes")
+        self.class_names = None if class_names is None else tuple(str(name) for name in class_names)
         self._in_channels: int | None = None
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The name of each logit: ``class_names``, or ``class_0 ... class_{N-1}`` for a model saved
+        without them."""
+        return self.class_names or classes.numbered(self.num_classes)
 
     # How many times smaller the last feature map is than the input (the total stride); an input
     # smaller than that would be reduced below one pixel. Each model family sets its own.
@@ -116,4 +130,5 @@ class ImageClassifier(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "sync_batchnorm": self.sync_batchnorm,
-                "preprocessing": None if self.preprocessing is None else self.preprocessing.to_dict()}
+                "preprocessing": None if self.preprocessing is None else self.preprocessing.to_dict(),
+                "class_names": None if self.class_names is None else list(self.class_names)}

@@ -18,7 +18,7 @@ from tfresnet import weights
 from tfresnet.core.registry import unknown_name
 from tfresnet.models import protores, resnet, tutorial  # noqa: F401 - importing them registers their models
 from tfresnet.models.registry import MODELS, ModelSpec, register_model
-from tfresnet.weights import port
+from tfresnet.weights import classes, port
 from tfresnet.weights.preprocessing import Preprocessing
 
 __all__ = ["create_model", "list_models", "model_spec", "register_model", "ModelSpec", "KERAS_APPLICATIONS"]
@@ -125,6 +125,9 @@ def create_model(
     if len(input_shape) != len(spec.input_shape):
         raise ValueError(f"input_shape of {name!r} must have {len(spec.input_shape)} dimensions like "
                          f"{spec.input_shape} (height, width, channels), got {input_shape}")
+    if (source is not None and source.layout != "tfresnet" and kwargs.get("num_classes") == 1000
+            and "class_names" not in options and (valid is None or "class_names" in valid)):
+        kwargs["class_names"] = classes.imagenet()  # ImageNet-1k weights keep ImageNet's classifier
     model = spec.builder(**kwargs)
     model.build((None, *input_shape))
     if source is not None:

@@ -116,12 +116,23 @@ class ClassificationTask(Task):
             options["preprocessing"] = self.preprocessing or (
                 source.recipe.preprocessing if source is not None
                 else data.synthetic_preprocessing(self.input_shape[-1], self.input_shape[0]))
+        # The class names travel in model.keras (and run.json, and the SavedModel's answers).
+        if models.accepts_option(self.model_name, "class_names"):
+            options["class_names"] = self.class_names
         return models.create_model(self.model_name, num_classes=self.num_classes, input_shape=self.input_shape,
                                    pretrained=self.cfg.pretrained if pretrained else None, **options)
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The name of each label of the data (``class_0 ...`` for synthetic data and bare arrays)."""
+        source = self.train_source or self.eval_source
+        return source.label_names if source is not None else weights.classes.numbered(self.num_classes)
+
     def run_record(self) -> dict[str, Any]:
-        # The preprocessing is part of the model: evaluating or resuming with another would be wrong.
-        return {**super().run_record(), "preprocessing": self.preprocessing.to_dict() if self.preprocessing else None}
+        # The preprocessing is part of the model: evaluating or resuming with another would be wrong;
+        # so are other classes (a folder with a class renamed, another --classes).
+        return {**super().run_record(), "preprocessing": self.preprocessing.to_dict() if self.preprocessing else None,
+                "class_names": list(self.class_names)}
 
     def export(self, model: keras.Model, model_dir: str) -> None:
         """``model.keras`` (its config holds the preprocessing record) and a SavedModel whose
@@ -130,7 +141,8 @@ class ClassificationTask(Task):
         source = self.eval_source or self.train_source
         # Synthetic data has no pixels to describe: only the float endpoint is exported then.
         preprocess = source and (lambda images: data.serving_images(images, source.recipe, self.preprocessing))
-        serving.export_classifier(model, os.path.join(model_dir, "saved_model"), preprocess, self.input_shape)
+        serving.export_classifier(model, os.path.join(model_dir, "saved_model"), preprocess, self.input_shape,
+                                  self.class_names)
 
     def build_metrics(self, training: bool) -> dict[str, keras.metrics.Metric]:
         return steps.make_metrics("train" if training else "test", top5=not training and self.num_classes > 5)

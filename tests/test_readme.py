@@ -46,11 +46,14 @@ def test_cli_commands_run(tmp_path, monkeypatch, capsys):
     # is what $TFRESNET_DATA_DIR stands for here (no network in CI).
     monkeypatch.setenv("TFRESNET_DATA_DIR", str(MNIST_NPZ.parent))
     monkeypatch.chdir(REPO)
-    ran, run_dirs = 0, {}
+    ran, run_dirs, predicted = 0, {}, 0
     for command in bash_commands():
         words = local(shlex.split(command))
         if words[0] == "export":
             monkeypatch.setenv(*words[1].split("=", 1))
+            continue
+        if words[0] == "tfresnet-predict" and "--pretrained" not in command:  # the run trained above
+            predicted = predict(words, run_dirs, tmp_path, capsys)
             continue
         if words[0] not in ("tfresnet-train", "tfresnet-eval") or "kws_protores" in command or "shards" in command:
             continue  # keyword spotting and shards: test_keyword_spotting_commands_run, test_data_commands_run
@@ -59,9 +62,10 @@ def test_cli_commands_run(tmp_path, monkeypatch, capsys):
         if words[0] == "tfresnet-train":
             run_dirs[stem] = tmp_path / f"{stem}_{ran}"
         run_dir = run_dirs[stem]
-        # Later flags override the flag file: a short run of the same command.
+        # Later flags override the flag file: a short run of the same command (mnist_fast's exported:
+        # the page on using a trained model predicts with it).
         short = ["--train_split=train[:256]", "--eval_split=test[:256]", "--epochs=1", f"--model_dir={run_dir}",
-                 "--noexport"]
+                 *([] if stem == "mnist_fast" else ["--noexport"])]
         if stem == "finetune_folder":
             # Your images: a small folder. The weights: offline, a random PyTorch state dict takes the
             # download's path through the port; ResNet-18 at 32 pixels keeps it short (ResNet-50 v1.5
@@ -78,7 +82,27 @@ def test_cli_commands_run(tmp_path, monkeypatch, capsys):
             assert re.search(r"^Eval test\[:256\] at step 2: loss: [\d.]+, accuracy: [\d.]+%, top5: [\d.]+%$", out,
                              flags=re.M), (command, out)
         ran += 1
-    assert ran == 5
+    assert ran == 5 and predicted == 1
+
+
+def predict(words, run_dirs, tmp_path, capsys):
+    """``tfresnet-predict --model=runs/NAME ... my_digits/``: the run of that name trained above, on
+    a folder of MNIST test digits; one line per image, its top classes by name."""
+    import tensorflow as tf
+
+    from tfresnet import cli, data
+
+    digits = tmp_path / "my_digits"
+    digits.mkdir(exist_ok=True)
+    for i, image in enumerate(data.load_source("mnist", "test[:4]", str(MNIST_NPZ.parent)).images):
+        (digits / f"{i}.png").write_bytes(tf.io.encode_png(image).numpy())
+    words = [f"--model={run_dirs[w.split('/')[-1]]}" if w.startswith("--model=runs/") else
+             str(digits) if w == "my_digits/" else w for w in words]
+    assert cli.predict_main(words) == 0, capsys.readouterr().err
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and all(line.startswith(str(digits)) and line.count(", ") == 2 for line in lines), lines
+    assert {line.split(": ")[1].split()[0] for line in lines} <= set("0123456789")
+    return 1
 
 
 def test_tensorboard_command_starts(tmp_path):

@@ -115,6 +115,7 @@ def test_console_scripts_are_declared():
     text = (REPO / "setup.cfg").read_text()
     assert "tfresnet-train = tfresnet.cli:run" in text and "tfresnet-eval = tfresnet.cli:run_eval" in text
     assert "tfresnet-kws = tfresnet.cli:run_kws" in text and "tfresnet-shards = tfresnet.cli:run_shards" in text
+    assert "tfresnet-predict = tfresnet.cli:run_predict" in text
 
 
 HELP_SCRIPT = """
@@ -124,7 +125,8 @@ from tfresnet import cli
 codes = [cli.main(["tfresnet-train", "--help"]), cli.main(["tfresnet-eval", "-h"], mode="eval"),
          cli.kws_main(["tfresnet-kws", "--help"]), cli.shards_main(["tfresnet-shards", "--help"]),
          cli.main(["tfresnet-train", "--helpfull"]), cli.main(["tfresnet-eval", "--helpfull"], mode="eval"),
-         cli.kws_main(["tfresnet-kws", "--helpfull"]), cli.shards_main(["tfresnet-shards", "--helpfull"])]
+         cli.kws_main(["tfresnet-kws", "--helpfull"]), cli.shards_main(["tfresnet-shards", "--helpfull"]),
+         cli.predict_main(["tfresnet-predict", "--help"]), cli.predict_main(["tfresnet-predict", "--helpfull"])]
 print("RESULT", codes, "tensorflow" in sys.modules, round(time.perf_counter() - tic, 2))
 """
 
@@ -136,7 +138,7 @@ def test_help_of_every_command_lists_its_flags_by_section_with_defaults_at_once_
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     *helps, result = proc.stdout.split("RESULT ")
     codes, tensorflow, seconds = result.rsplit(" ", 2)[0], result.split()[-2], float(result.split()[-1])
-    assert codes.startswith("[0, 0, 0, 0, 0, 0, 0, 0]") and tensorflow == "False" and seconds < 3, result
+    assert codes.startswith("[0, 0, 0, 0, 0, 0, 0, 0, 0, 0]") and tensorflow == "False" and seconds < 3, result
     text = "".join(helps)
     from tfresnet import config  # noqa: PLC0415
 
@@ -147,7 +149,8 @@ def test_help_of_every_command_lists_its_flags_by_section_with_defaults_at_once_
     assert text.startswith("tfresnet-train: train a model") and "tfresnet-eval: evaluate the newest" in text
     assert "tfresnet-kws enroll   --model=RUN" in text and "  --threshold: Scores (cosine similarity)" in text
     assert "tfresnet-shards: convert a class folder" in text and "  --out_dir: The shard folder" in text
-    assert text.count("absl flags:\n  --flagfile: ") == 4  # --helpfull only, for each command
+    assert "tfresnet-predict: the top classes, by name" in text and "  --top_k: Classes given per image" in text
+    assert text.count("absl flags:\n  --flagfile: ") == 5  # --helpfull only, for each command
     # Through the console script's module, as the README names it.
     proc = subprocess.run([sys.executable, "-m", "tfresnet.train", "--help"], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=120)

@@ -10,6 +10,7 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
+import warnings
 
 __version__ = "0.1.0"
 
@@ -77,7 +78,10 @@ class _AfterKeras(importlib.abc.MetaPathFinder):
 
             def exec_module(module):
                 exec_keras(module)
-                _register_keras_classes()
+                try:
+                    _register_keras_classes()
+                except ImportError as err:  # Keras itself must still import; loading a tfresnet file then fails
+                    warnings.warn(f"tfresnet's Keras classes are not registered ({err})", stacklevel=2)
 
             spec.loader.exec_module = exec_module
         return spec

@@ -434,5 +434,54 @@ def run_shards() -> None:
     sys.exit(shards_main(sys.argv))
 
 
+# -- tfresnet-predict: the top classes of image files (tfresnet.predict) ------------------------------
+
+PREDICT_FLAGS = flags.FlagValues()
+flags.DEFINE_string("model", None, "A run folder, its saved_model/, or a model name with --pretrained.",
+                    flag_values=PREDICT_FLAGS)
+flags.DEFINE_string("pretrained", None, "With a model name: its weights (tfresnet.weights.sources, e.g. imagenet).",
+                    flag_values=PREDICT_FLAGS)
+flags.DEFINE_integer("top_k", 5, "Classes given per image, best first.", flag_values=PREDICT_FLAGS)
+flags.DEFINE_integer("batch_size", 32, "Images per call of the model.", flag_values=PREDICT_FLAGS)
+flags.DEFINE_string("output", None, "Write to this .csv or .jsonl file instead of printing.", flag_values=PREDICT_FLAGS)
+flags.DEFINE_enum("bad_images", "error", ["error", "skip"], "A file that does not decode: a one-line error, or "
+                  "left out and counted.", flag_values=PREDICT_FLAGS)
+flags.DEFINE_bool("verbose", False, "Show tracebacks for errors.", flag_values=PREDICT_FLAGS)
+
+
+def predict_main(argv: Sequence[str]) -> int:
+    """``tfresnet-predict --model=RUN IMAGES...``; returns the exit status (2: bad input, one line)."""
+
+    def body(rest, load_tensorflow):
+        f = PREDICT_FLAGS
+        if not f.model or not rest:
+            raise flags.Error("give --model (a run folder, a SavedModel, or a model name with --pretrained) and "
+                              "image files, folders or globs")
+        if f.output:
+            from tfresnet.core import files  # noqa: PLC0415 - no TensorFlow: answers before it loads
+
+            if not f.output.endswith((".csv", ".jsonl")):
+                raise flags.Error(f"--output must name a .csv or .jsonl file, got {f.output}")
+            files.check_writable(f.output, "--output", folder=False)
+        load_tensorflow()
+        from tfresnet.predict import Classifier, write_predictions  # noqa: PLC0415
+
+        classifier = Classifier.load(f.model, f.pretrained)
+        rows = write_predictions(classifier.predict(rest, f.top_k, f.batch_size, f.bad_images), f.output)
+        if f.output:
+            print(f"wrote {rows} predictions to {f.output}", file=sys.stderr)
+        if classifier.skipped:
+            print(f"skipped {classifier.skipped} file(s) that do not decode", file=sys.stderr)
+
+    return _run_tool("tfresnet-predict", PREDICT_FLAGS, argv, body, about="the top classes, by name, of image "
+                     "files of any size (JPEG, PNG, BMP, GIF), as tfresnet-eval prepares images.\n"
+                     "usage: tfresnet-predict --model=RUN [--top_k=5] [--output=OUT.csv|.jsonl] IMAGE|FOLDER|GLOB...")
+
+
+def run_predict() -> None:
+    """Console script ``tfresnet-predict``: a trained classifier's top classes for image files."""
+    sys.exit(predict_main(sys.argv))
+
+
 if __name__ == "__main__":
     run()

@@ -22,6 +22,9 @@ def export_classifier(model: keras.Model, path: str, preprocess: Callable[[tf.Te
       ``"class_name"`` (batch,), the name of each image's top class: a served model says what its
       answer means.
     * ``class_names()``: every class's name, in logit order (what index 3 of the probabilities is).
+    * ``preprocess(images)``: the first half of ``serving_default`` (uint8 images of any size ->
+      float32 model inputs), so that images of different sizes can be prepared one by one and then
+      go through ``serve`` in batches (``tfresnet.predict``).
     * ``serve(x)``: already preprocessed float32 ``(batch, *input_shape)`` -> logits (what
       ``keras.Model.export`` writes).
 
@@ -44,8 +47,9 @@ def export_classifier(model: keras.Model, path: str, preprocess: Callable[[tf.Te
                 "class_name": tf.gather(names, tf.argmax(logits, axis=-1))}
 
     if preprocess is not None:
-        archive.add_endpoint("serving_default", classify, input_signature=[
-            tf.TensorSpec((None, None, None, input_shape[-1]), tf.uint8, name="images")])
+        raw = [tf.TensorSpec((None, None, None, input_shape[-1]), tf.uint8, name="images")]
+        archive.add_endpoint("serving_default", classify, input_signature=raw)
+        archive.add_endpoint("preprocess", preprocess, input_signature=raw)
     archive.add_endpoint("serve", lambda x: model(x, training=False), input_signature=[
         tf.TensorSpec((None, *input_shape), tf.float32, name="x")])
     archive.add_endpoint("class_names", lambda: names, input_signature=[])

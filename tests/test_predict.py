@@ -57,8 +57,10 @@ def test_predictions_are_the_evaluation_pipelines_logits_with_names(trained_mnis
         assert p.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
     accuracy = np.mean([p.top[0][0] == str(label) for p, label in zip(got, source.labels)])
     assert accuracy >= 0.85  # the run reaches 90% (test_training)
-    # The SavedModel folder itself loads the same.
-    assert Classifier.load(trained_mnist.model_dir / "saved_model").class_names == classes.MNIST
+    # The SavedModel folder, and the run's model.keras (through the SavedModel beside it), load the same.
+    for path in (trained_mnist.model_dir / "saved_model", trained_mnist.model_dir / "model.keras"):
+        again = list(Classifier.load(path).predict([tmp_path / "digits" / "00.png"]))[0]
+        np.testing.assert_allclose(again.logits, got[0].logits, atol=1e-4)  # a batch of one: other sums
 
     (tmp_path / "digits" / "05.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     with pytest.raises(BadInput, match=r"digits/05.png is not an image that decodes; pass bad_images='skip'"):
@@ -100,6 +102,7 @@ def test_the_predict_command_prints_or_writes_csv_and_json_lines(trained_mnist, 
     # Bad input: one line, exit 2, before anything is read.
     for argv, words in [([run], "give --model"), ([run, "--output=x.txt", "a.png"], "--output must name a .csv"),
                         ([f"--model={tmp_path}", str(tmp_path / "digits")], "holds no model"),
+                        (["--model=mnist_resnet", "--pretrained=imagenet", str(tmp_path / "digits")], "imagenet"),
                         ([run, str(tmp_path / "none")], "names no image file")]:
         assert cli.predict_main(["tfresnet-predict", *argv]) == 2
         err = capsys.readouterr().err

@@ -467,9 +467,12 @@ def predict_main(argv: Sequence[str]) -> int:
         from tfresnet.predict import Classifier, write_predictions  # noqa: PLC0415
 
         classifier = Classifier.load(f.model, f.pretrained)
-        rows = write_predictions(classifier.predict(rest, f.top_k, f.batch_size, f.bad_images), f.output)
+        # A progress line on a terminal while the predictions go to a file.
+        progress = (lambda n: print(f"\r{n}/{classifier.total} images", end="", file=sys.stderr, flush=True)) if (
+            f.output and sys.stderr.isatty()) else None
+        rows = write_predictions(classifier.predict(rest, f.top_k, f.batch_size, f.bad_images), f.output, progress)
         if f.output:
-            print(f"wrote {rows} predictions to {f.output}", file=sys.stderr)
+            print(("\r" if progress else "") + f"wrote {rows} predictions to {f.output}", file=sys.stderr)
         if classifier.skipped:
             print(f"skipped {classifier.skipped} file(s) that do not decode", file=sys.stderr)
 

@@ -83,8 +83,8 @@ class Classifier:
 
     @classmethod
     def load(cls, path: str | os.PathLike, pretrained: str | None = None) -> "Classifier":
-        """A classifier from a run folder or a SavedModel that tfresnet exported, or a model name
-        with ``pretrained`` weights (``tfresnet.weights.sources``).
+        """A classifier from a run folder (or its ``model.keras``) or a SavedModel that tfresnet
+        exported, or a model name with ``pretrained`` weights (``tfresnet.weights.sources``).
 
         Raises:
             BadInput: ``path`` holds no model, or one exported without its preprocessing.
@@ -92,6 +92,11 @@ class Classifier:
         if pretrained is not None:
             return cls._pretrained(str(path), pretrained)
         folder = pathlib.Path(path)
+        if folder.suffix == ".keras":  # a run's model.keras: the SavedModel beside it knows its preprocessing
+            if not (folder.parent / "saved_model" / "saved_model.pb").is_file():
+                raise BadInput(f"{path} alone does not say how its images were resized (a crop or the whole "
+                               "image); give the run folder or its saved_model/ instead")
+            folder = folder.parent
         saved = folder / "saved_model" if (folder / "saved_model" / "saved_model.pb").is_file() else folder
         if not (saved / "saved_model.pb").is_file():
             raise BadInput(f"{path} holds no model: expected a run folder (with saved_model/) or a SavedModel folder, "
@@ -125,7 +130,7 @@ class Classifier:
             top_k: How many classes each ``Prediction.top`` holds.
             batch_size: Images per call of the model.
             bad_images: ``error`` (a file that does not decode is a ``BadInput`` naming it) or
-                ``skip`` (left out; ``skipped`` counts them once the iteration ends).
+                ``skip`` (left out; ``skipped`` counts them once the iteration ends, of ``total``).
 
         Yields:
             One ``Prediction`` per image.
@@ -133,7 +138,7 @@ class Classifier:
         if bad_images not in ("error", "skip"):
             raise BadInput(f"bad_images: unknown value {bad_images!r}; expected error or skip")
         files = image_files(images)
-        self.skipped = 0
+        self.total, self.skipped = len(files), 0
         batches = self._batches(files, batch_size, bad_images == "skip")
         done = 0
         while True:
@@ -163,10 +168,12 @@ class Classifier:
         return iter(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE))
 
 
-def write_predictions(predictions: Iterable[Prediction], output: str | os.PathLike | None = None) -> int:
+def write_predictions(predictions: Iterable[Prediction], output: str | os.PathLike | None = None,
+                      progress: Callable[[int], None] | None = None) -> int:
     """Prints ``path: name p, name p, ...`` lines, or writes ``output``: CSV (``path, class_1,
     probability_1, ...``) for ``.csv``, else one JSON object per line (``{"path": ..., "top": [[name,
-    p], ...]}``). Returns how many predictions it wrote; they are written as they come."""
+    p], ...]}``). Returns how many predictions it wrote; they are written as they come, and
+    ``progress(count)`` is told after each."""
     output = None if output is None else str(output)
     out = open(output, "w", newline="") if output else sys.stdout
     rows, writer = 0, csv.writer(out) if output and output.endswith(".csv") else None
@@ -182,6 +189,8 @@ def write_predictions(predictions: Iterable[Prediction], output: str | os.PathLi
             else:
                 print(f"{p.path}: " + ", ".join(f"{name} {prob:.3f}" for name, prob in p.top), flush=True)
             rows += 1
+            if progress is not None:
+                progress(rows)
     finally:
         if output:
             out.close()

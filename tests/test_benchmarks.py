@@ -39,6 +39,7 @@ SHRINK = {
     # the 50 images; the README's 10 epochs give scratch more time to catch up: +10 there).
     "transfer_mnist.py": ["--pretrain_examples_per_class", "300", "--epochs", "4", "--seeds", "0,1", "--eval_split",
                           "test[:500]", "--margin", "0.05"],
+    "predict_throughput.py": ["--images", "40", "--repeats", "1"],
     # Three words of a five-word dictionary (written by the test), in the 20 training voices.
     "kws_words.py": ["--words", "3", "--jobs", "2"],
     # A tiny encoder for one short epoch: the harness (splits, baselines, LiteRT export), not the figures.
@@ -151,6 +152,11 @@ def test_readme_benchmark_command(command, tmp_path, capsys, monkeypatch):
         again = run_bench(script, *words[2:], *extra, capsys=capsys, monkeypatch=monkeypatch)  # keeps what is there
         after = {p: p.stat().st_mtime_ns for p in (tmp_path / "words").rglob("*.wav")}
         assert again.returncode == 0 and before == after
+    elif script == "predict_throughput.py":
+        result = json.loads(result_file.read_text())
+        assert {k: len(v) for k, v in result["rounds"].items()} == {"predict": 1, "model.predict": 1}
+        assert min(result["images_per_sec"].values()) > 0 and result["paired_ratio"] > 0
+        assert "tfresnet.predict from .png files: " in out and "predict / model.predict" in out
     elif script == "transfer_mnist.py":
         result = json.loads(result_file.read_text())
         assert [r["seed"] for r in result["runs"]] == [0, 1]

@@ -149,11 +149,12 @@ class Classifier:
             except tf.errors.InvalidArgumentError:
                 raise BadInput(f"{_first_bad(files[done:done + batch_size], self.channels)} is not an image "
                                "that decodes; pass bad_images='skip' (--bad_images=skip) to leave such files out")
-            logits = np.asarray(tf.cast(self.logits(x), tf.float32))
-            probabilities = tf.nn.softmax(logits).numpy()
-            for path, row, p in zip(paths.numpy(), logits, probabilities):
-                best = np.argsort(-p, kind="stable")[:top_k]
-                yield Prediction(path.decode(), row, p, tuple((self.class_names[i], float(p[i])) for i in best))
+            logits = np.asarray(self.logits(x), np.float32)
+            exp = np.exp(logits - logits.max(axis=-1, keepdims=True))  # the softmax, stable, for the batch at once
+            probabilities = exp / exp.sum(axis=-1, keepdims=True)
+            best = np.argsort(-probabilities, axis=-1, kind="stable")[:, :top_k]
+            for path, row, p, top in zip(paths.numpy(), logits, probabilities, best):
+                yield Prediction(path.decode(), row, p, tuple((self.class_names[i], float(p[i])) for i in top))
             done += len(logits)
         self.skipped = len(files) - done
 

@@ -8,8 +8,9 @@ import PIL.Image
 import pytest
 import tensorflow as tf
 
-from conftest import pytorch_weights_file
-from tfresnet import data
+from conftest import image_folder, pytorch_weights_file
+from tfresnet import data, training
+from tfresnet.config import TrainConfig
 from tfresnet.core.errors import BadInput
 from tfresnet.predict import Classifier, image_files
 from tfresnet.weights import classes
@@ -107,3 +108,20 @@ def test_the_predict_command_prints_or_writes_csv_and_json_lines(trained_mnist, 
         assert cli.predict_main(["tfresnet-predict", *argv]) == 2
         err = capsys.readouterr().err
         assert err.startswith("tfresnet-predict: error: ") and words in err and err.count("\n") == 1, err
+
+
+@pytest.mark.slow
+def test_a_folder_run_predicts_the_evaluation_pipelines_logits_of_its_centre_crops(tmp_path):
+    """Images of another size than the model's, centre-cropped as tfresnet-eval crops them."""
+    folder = image_folder(tmp_path / "images")  # 40x48 PNGs; the model sees 32x32 crops
+    cfg = TrainConfig(model="resnet20_cifar", dataset="folder", data_dir=str(folder), image_size=32, batch_size=4,
+                      eval_batch_size=4, train_steps=2, steps_per_loop=2, model_dir=str(tmp_path / "run"))
+    training.train(cfg, log=lambda line: None)
+    source = data.load_source("folder", "train", str(folder), image_size=32)
+    model = keras.models.load_model(tmp_path / "run" / "model.keras")
+    x = np.concatenate([b[0] for b in data.make_dataset(source, 4, training=False, image_dtype="uint8")])
+    expected = dict(zip(source.files, model(x, training=False).numpy()))
+    got = {p.path: p.logits for p in Classifier.load(tmp_path / "run").predict([folder], batch_size=3)}
+    assert set(got) >= set(expected) and len(expected) >= 10
+    for path, logits in expected.items():
+        np.testing.assert_allclose(got[path], logits, atol=1e-4, err_msg=path)

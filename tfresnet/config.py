@@ -46,7 +46,7 @@ _FEWSHOT_ONLY = ("n_way", "k_shot", "n_query", "episodes_per_epoch", "eval_episo
                  "noise_probability", "noise_snr_db", "spec_augment", "speed", "formant")
 _CLASSIFY_ONLY = ("pretrained", "freeze_backbone_epochs", "backbone_lr_scale", "classes", "examples_per_class",
                   "image_size", "augment", "bad_images", "data_service", "mixup", "cutmix", "randaugment_ops",
-                  "randaugment_magnitude", "ema", "ema_warmup", "drop_path_rate", "label_smoothing")
+                  "randaugment_magnitude", "ema", "ema_warmup", "drop_path_rate", "label_smoothing", "report")
 OPTION_SCOPES: tuple[tuple[tuple[str, ...], str, tuple[str, ...] | None], ...] = (
     (_FEWSHOT_ONLY, "task", ("fewshot",)),
     (_CLASSIFY_ONLY, "task", ("classify",)),
@@ -413,6 +413,8 @@ class OutputOptions:
     # The loss keeps ranking checkpoints once the accuracy saturates near 100%.
     keep_best_by: str = option("accuracy", "keep_best: the best evaluation is the highest accuracy or the lowest loss.")
     export: bool = option(True, "Write model.keras and a serving SavedModel to model_dir at the end.")
+    report: str | None = option(None, "tfresnet-eval: also write a report to this folder: confusion matrix, "
+                                      "per-class precision/recall/F1, calibration, the most confident mistakes.")
     verbose: bool = option(False, "Show tracebacks for errors.")
 
     def check_section(self) -> None:

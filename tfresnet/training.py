@@ -15,8 +15,9 @@ import tensorflow as tf
 
 from tfresnet import models, tasks
 from tfresnet.config import TrainConfig
+from tfresnet.core import files
 from tfresnet.data import augment
-from tfresnet.engine import actions, checkpoints, optim, runtime
+from tfresnet.engine import actions, checkpoints, optim, report, runtime
 from tfresnet.engine.actions import Preempted
 from tfresnet.engine.controller import Controller, Trainer
 from tfresnet.engine.runtime import TrainingError, detect_strategy, make_strategy, precision_policy, use_xla
@@ -59,6 +60,8 @@ class Run:
 
     def __init__(self, cfg: TrainConfig, log: Log = print):
         self.cfg, self.log = cfg, log
+        if cfg.report:
+            raise ValueError("report is written by an evaluation: run tfresnet-eval --report=DIR (or --mode=eval)")
         task_cls = check_names(cfg)
         self.runtime = runtime.make_runtime(cfg, task_cls.xla_on_cpu, log)  # first: before TensorFlow's context
         self.task = task_cls(cfg, self.runtime)
@@ -179,10 +182,15 @@ def evaluate(cfg: TrainConfig, log: Log = print) -> dict[str, float]:
     Builds only what evaluation needs: the model (its weights restored, no optimizer) and the
     evaluation data (no training split). For ``fewshot``, the episodes of the held-out keywords.
 
+    With ``cfg.report`` (image classification), also writes the report of ``tfresnet.engine.report``
+    to that folder and logs its summary.
+
     Returns:
         ``{"loss": ..., "accuracy": ..., ("top5": ...)}``.
     """
     task_cls = check_names(cfg)
+    if cfg.report:
+        files.check_writable(cfg.report, "report")
     rt = runtime.make_runtime(cfg, task_cls.xla_on_cpu, log)
     task = task_cls(cfg, rt)
     task.load_data(training=False)
@@ -194,4 +202,9 @@ def evaluate(cfg: TrainConfig, log: Log = print) -> dict[str, float]:
     step = checkpoints.restore_weights(model, cfg.model_dir, log, best=cfg.keep_best, averaged=bool(cfg.ema))
     results = task.make_evaluator(model, metrics)()
     log(task.eval_line(step, results))
+    if cfg.report:
+        found = task.make_report(model)
+        report.write_report(found, cfg.report, step)
+        for line in report.summary_lines(found, cfg.report):
+            log(line)
     return results

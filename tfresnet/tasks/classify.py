@@ -8,10 +8,12 @@ import os
 from typing import Any, Iterable, Iterator, Mapping
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 from tfresnet import data, models, weights
 from tfresnet.config import TrainConfig
-from tfresnet.engine import checkpoints, serving, steps
+from tfresnet.engine import checkpoints, report, serving, steps
 from tfresnet.engine.runtime import Runtime
 from tfresnet.tasks.base import TASKS, Metrics, Task
 from tfresnet.weights.preprocessing import Preprocessing
@@ -143,6 +145,22 @@ class ClassificationTask(Task):
         preprocess = source and (lambda images: data.serving_images(images, source.recipe, self.preprocessing))
         serving.export_classifier(model, os.path.join(model_dir, "saved_model"), preprocess, self.input_shape,
                                   self.class_names)
+
+    def make_report(self, model: keras.Model) -> report.Report:
+        """The evaluation split through ``model`` once more, gathered into a ``report.Report``: the same
+        batches (padding left out) and logits as the evaluation, so its top-1 is the one printed."""
+        if self.eval_source is None:
+            raise ValueError(f"dataset {self.cfg.dataset!r} has nothing to report on; name a real dataset")
+        builder = report.ReportBuilder(self.class_names)
+        logits_of = tf.function(lambda x: tf.cast(model(x, training=False), tf.float32),
+                                jit_compile=self.runtime.jit_compile)
+        preprocessing = self.preprocessing or self.eval_source.recipe.preprocessing
+        for images, labels, batch_weights in data.make_dataset(
+                self.eval_source, self.cfg.eval_batch_size, training=False, preprocessing=self.preprocessing,
+                bad_images=self.cfg.bad_images, image_dtype=self.image_dtype, pad_eval=True):
+            pixels = images if images.dtype == tf.uint8 else preprocessing.pixels(images)
+            builder.update(pixels.numpy(), labels.numpy(), np.asarray(logits_of(images)), batch_weights.numpy())
+        return builder.result()
 
     def build_metrics(self, training: bool) -> dict[str, keras.metrics.Metric]:
         return steps.make_metrics("train" if training else "test", top5=not training and self.num_classes > 5)

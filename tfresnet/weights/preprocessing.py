@@ -74,6 +74,13 @@ class Preprocessing:
             images = images[..., ::-1]
         return (images * self.scale - tf.constant(self.mean)) / tf.constant(self.std)
 
+    def pixels(self, inputs: tf.Tensor) -> tf.Tensor:
+        """The inverse of ``normalize``: model inputs -> uint8 RGB pixels (to show what the model saw)."""
+        images = (tf.cast(inputs, tf.float32) * tf.constant(self.std) + tf.constant(self.mean)) / self.scale
+        if self.channel_order == "BGR":
+            images = images[..., ::-1]
+        return tf.cast(tf.clip_by_value(tf.round(images), 0, 255), tf.uint8)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form, for a model's config and a run's ``run.json``."""
         return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v

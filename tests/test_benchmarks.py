@@ -40,6 +40,9 @@ SHRINK = {
     "transfer_mnist.py": ["--pretrain_examples_per_class", "300", "--epochs", "4", "--seeds", "0,1", "--eval_split",
                           "test[:500]", "--margin", "0.05"],
     "predict_throughput.py": ["--images", "40", "--repeats", "1"],
+    # The harness (data, training, explain, scoring) on a few small images; the figure is BENCHMARKS.md's.
+    "gradcam_shapes.py": ["--image_size", "32", "--shape_size", "8", "--train_images", "64", "--test_images", "8",
+                          "--epochs", "1", "--batch_size", "32", "--min_hit_rate", "0"],
     # Three words of a five-word dictionary (written by the test), in the 20 training voices.
     "kws_words.py": ["--words", "3", "--jobs", "2"],
     # A tiny encoder for one short epoch: the harness (splits, baselines, LiteRT export), not the figures.
@@ -87,6 +90,8 @@ def test_readme_benchmark_command(command, tmp_path, capsys, monkeypatch):
     extra = list(SHRINK[script])
     if script == "train_throughput.py":
         extra += ["--profile", str(tmp_path / "trace")]
+    if script == "gradcam_shapes.py":
+        extra += ["--work_dir", str(tmp_path / "work")]
     if script == "kws_words.py":
         (tmp_path / "dict").write_text("table\nGoing\ngoing\nchair\nx\nwindow\nlamp\nnine\n")
         extra += ["--out", str(tmp_path / "words"), "--dictionary", str(tmp_path / "dict")]
@@ -157,6 +162,13 @@ def test_readme_benchmark_command(command, tmp_path, capsys, monkeypatch):
         assert {k: len(v) for k, v in result["rounds"].items()} == {"predict": 1, "model.predict": 1}
         assert min(result["images_per_sec"].values()) > 0 and result["paired_ratio"] > 0
         assert "tfresnet.predict from .png files: " in out and "predict / model.predict" in out
+    elif script == "gradcam_shapes.py":
+        result = json.loads(result_file.read_text())
+        assert result["test_images"] == 8 and 0 <= result["hit_rate_all"] <= 1 and 0 <= result["accuracy"] <= 1
+        assert result["random_peak_hit_rate"] == 64 / 32**2
+        maps = sorted((tmp_path / "work" / "explained").glob("*_gradcam.npy"))
+        assert len(maps) == 8 and len(list((tmp_path / "work" / "explained").glob("*_gradcam.png"))) == 8
+        assert np.load(maps[0]).shape == (32, 32) and "Grad-CAM peak inside the shape for" in out
     elif script == "transfer_mnist.py":
         result = json.loads(result_file.read_text())
         assert [r["seed"] for r in result["runs"]] == [0, 1]

@@ -88,6 +88,9 @@ LOAD_SCRIPT = """
 import sys
 import tfresnet
 assert "tensorflow" not in sys.modules  # import tfresnet stays instant
+if sys.argv.pop(1) == "tensorflow_first":  # TensorFlow looks for Keras before importing it (its lazy tf.keras)
+    import tensorflow as tf
+    tf.config.list_physical_devices()
 import keras
 for path in sys.argv[1:]:
     model = keras.models.load_model(path)
@@ -112,10 +115,15 @@ def test_keras_loads_every_family_s_model_keras_after_a_bare_import_tfresnet(tmp
         model.save(paths[-1])
     old = REPO / "tests" / "data" / "old_runs"
     paths += [str(old / "classify" / "model.keras"), str(old / "fewshot" / "model.keras")]
-    proc = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, *paths], cwd=tmp_path, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.splitlines()
+    # Keras imported first, or TensorFlow first: both at once, in two processes.
+    procs = [subprocess.Popen([sys.executable, "-c", LOAD_SCRIPT, first, *paths], cwd=tmp_path, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)})
+             for first in ("keras_first", "tensorflow_first")]
+    outputs = [proc.communicate(timeout=120) for proc in procs]
+    for proc, (_, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err[-3000:]
+    assert outputs[0][0] == outputs[1][0]
+    lines = outputs[0][0].splitlines()
     assert [line.split()[0] for line in lines[:4]] == list(written)
     assert lines[0] == "ResNet ('a', 'b')" and lines[1] == "MnistResNet ('class_0', 'class_1', 'class_2')"
     assert lines[4] == "ResNet ('class_0', 'class_1', 'class_2')", lines  # an old run: numbered

@@ -1,6 +1,8 @@
 """tfresnet.predict: a trained classifier's top classes, by name, for image files."""
 
 import json
+import pathlib
+import shutil
 
 import keras
 import numpy as np
@@ -100,8 +102,22 @@ def test_the_predict_command_prints_or_writes_csv_and_json_lines(trained_mnist, 
     capsys.readouterr()
     first = json.loads((tmp_path / "p.jsonl").read_text().splitlines()[0])
     assert first["path"] == str(tmp_path / "digits" / "0.png") and rows[1].split(",")[1] == first["top"][0][0]
+    # --explain: the same lines printed, and each digit's Grad-CAM at its 28x28 pixels, for the class asked.
+    assert cli.predict_main(["tfresnet-predict", run, "--top_k=2", f"--explain={tmp_path / 'cam'}",
+                             "--explain_class=3", str(tmp_path / "digits" / "*.png")]) == 0
+    printed = capsys.readouterr()
+    assert printed.out.splitlines() == lines and f"wrote the Grad-CAM of 5 images to {tmp_path / 'cam'}" in printed.err
+    heat = [np.load(tmp_path / "cam" / f"{i}_gradcam.npy") for i in range(5)]
+    assert all(h.shape == (28, 28) and 0 <= h.min() and h.max() <= 1 for h in heat) and max(h.max() for h in heat) > 0
+    assert len(list((tmp_path / "cam").glob("*_gradcam.png"))) == 5
     # Bad input: one line, exit 2, before anything is read.
     for argv, words in [([run], "give --model"), ([run, "--output=x.txt", "a.png"], "--output must name a .csv"),
+                        ([run, "--explain_class=3", "a.png"], "--explain_class needs --explain=DIR"),
+                        ([run, f"--explain={tmp_path / 'cam'}", "--explain_class=cat", str(tmp_path / "digits")],
+                         "explain class 'cat' is not a class of this model (0, 1, 2"),
+                        ([f"--model={shutil.copytree(trained_mnist.model_dir / 'saved_model', tmp_path / 'sm')}",
+                          f"--explain={tmp_path / 'c2'}",
+                          str(tmp_path / "digits")], "explaining needs the Keras model"),
                         ([f"--model={tmp_path}", str(tmp_path / "digits")], "holds no model"),
                         (["--model=mnist_resnet", "--pretrained=imagenet", str(tmp_path / "digits")], "imagenet"),
                         ([run, str(tmp_path / "none")], "names no image file")]:
@@ -125,3 +141,21 @@ def test_a_folder_run_predicts_the_evaluation_pipelines_logits_of_its_centre_cro
     assert set(got) >= set(expected) and len(expected) >= 10
     for path, logits in expected.items():
         np.testing.assert_allclose(got[path], logits, atol=1e-4, err_msg=path)
+    # Its model.keras alone (no SavedModel beside it) knows the same evaluation: its record says centre crop.
+    alone = tmp_path / "elsewhere" / "flowers.keras"
+    alone.parent.mkdir()
+    shutil.copy(tmp_path / "run" / "model.keras", alone)
+    classifier = Classifier.load(alone)
+    assert classifier.class_names == source.class_names
+    for p in classifier.predict([folder], batch_size=3):
+        if p.path in expected:
+            np.testing.assert_allclose(p.logits, expected[p.path], atol=1e-4, err_msg=p.path)
+
+    # Grad-CAM at the image's own 40x48 pixels: 0 outside the 32x32 crop the model saw (40 / (32 / 0.875) = 1.09 x
+    # the crop: rows 2.5-37.5, columns 6.5-41.5 of the image).
+    first = next(classifier.explain([source.files[0]], tmp_path / "cam", class_name=source.class_names[1]))
+    heat = np.load(first.heat_map)
+    assert heat.shape == (40, 48) and first.class_name == source.class_names[1] and heat.max() <= 1
+    assert heat[:2].max() == heat[38:].max() == heat[:, :6].max() == heat[:, 42:].max() == 0
+    assert tf.io.decode_png((tmp_path / "cam" / f"{pathlib.Path(source.files[0]).stem}_gradcam.png").read_bytes()
+                            ).shape == (40, 48, 3)

@@ -71,12 +71,21 @@ class _AfterKeras(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
         if name != "keras":
             return None
-        sys.meta_path.remove(self)  # once; and find_spec below must not find this finder again
-        spec = importlib.util.find_spec(name)
+        # Out of the way while looking, so that find_spec below does not find this finder again;
+        # back until Keras really executes: a look alone (TensorFlow's lazy loader asks
+        # importlib.util.find_spec("keras") first, then imports it with a spec of its own) is no import.
+        index = sys.meta_path.index(self)
+        sys.meta_path.remove(self)
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            sys.meta_path.insert(index, self)
         if spec is not None and spec.loader is not None:
             exec_keras = spec.loader.exec_module
 
             def exec_module(module):
+                if self in sys.meta_path:
+                    sys.meta_path.remove(self)  # once
                 exec_keras(module)
                 try:
                     _register_keras_classes()

@@ -22,11 +22,13 @@ import pathlib
 import sys
 from typing import Callable, Iterable, Iterator, Sequence
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from tfresnet import data, models
 from tfresnet.core.errors import BadInput
+from tfresnet.models import gradcam
 
 # What tf.io.decode_image reads (a GIF's first frame).
 IMAGE_FILES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -40,6 +42,16 @@ class Prediction:
     logits: np.ndarray
     probabilities: np.ndarray
     top: tuple[tuple[str, float], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Explanation:
+    """One image's Grad-CAM: the class explained and the files written (``Classifier.explain``)."""
+
+    prediction: Prediction
+    class_name: str
+    heat_map: str
+    overlay: str
 
 
 def image_files(patterns: Sequence[str | os.PathLike]) -> list[str]:
@@ -72,54 +84,88 @@ class Classifier:
         logits: A batch of model inputs -> float32 logits.
         class_names: The name of each logit.
         channels: The channels the model takes (1: greyscale, 3: RGB); images are decoded to it.
+        model: The Keras model (``explain`` needs it), or a ``.keras`` path to load it from when
+            asked; None: predictions only.
     """
 
     def __init__(self, preprocess: Callable[[tf.Tensor], tf.Tensor], logits: Callable[[tf.Tensor], tf.Tensor],
-                 class_names: Sequence[str], channels: int):
+                 class_names: Sequence[str], channels: int, model: "keras.Model | str | None" = None):
         self.preprocess = preprocess
         self.logits = logits
         self.class_names = tuple(class_names)
         self.channels = channels
+        self._model = model
 
     @classmethod
     def load(cls, path: str | os.PathLike, pretrained: str | None = None) -> "Classifier":
-        """A classifier from a run folder (or its ``model.keras``) or a SavedModel that tfresnet
-        exported, or a model name with ``pretrained`` weights (``tfresnet.weights.sources``).
+        """A classifier from a run folder, its ``model.keras`` or its SavedModel, or a model name
+        with ``pretrained`` weights (``tfresnet.weights.sources``).
+
+        A run folder (and a ``model.keras`` beside its ``saved_model/``) serves through the
+        SavedModel, which carries the run's evaluation preprocessing; a ``model.keras`` alone
+        through the preprocessing record in its config.
 
         Raises:
-            BadInput: ``path`` holds no model, or one exported without its preprocessing.
+            BadInput: ``path`` holds no model, or one saved without its preprocessing.
         """
         if pretrained is not None:
-            return cls._pretrained(str(path), pretrained)
+            return cls.from_model(models.create_model(str(path), pretrained=pretrained), view="center_crop")
         folder = pathlib.Path(path)
-        if folder.suffix == ".keras":  # a run's model.keras: the SavedModel beside it knows its preprocessing
+        if folder.suffix == ".keras":
             if not (folder.parent / "saved_model" / "saved_model.pb").is_file():
-                raise BadInput(f"{path} alone does not say how its images were resized (a crop or the whole "
-                               "image); give the run folder or its saved_model/ instead")
+                return cls._keras_file(folder)
             folder = folder.parent
         saved = folder / "saved_model" if (folder / "saved_model" / "saved_model.pb").is_file() else folder
         if not (saved / "saved_model.pb").is_file():
-            raise BadInput(f"{path} holds no model: expected a run folder (with saved_model/) or a SavedModel folder, "
-                           "or a model name with --pretrained")
+            raise BadInput(f"{path} holds no model: expected a run folder (with saved_model/), a .keras file or a "
+                           "SavedModel folder, or a model name with --pretrained")
         served = tf.saved_model.load(str(saved))
         if not hasattr(served, "preprocess"):
             raise BadInput(f"{saved} was exported without its preprocessing (a run of a version before class names, "
                            "or of synthetic data); export it again by resuming the run")
         names = [name.decode() for name in served.class_names().numpy()]
         channels = served.preprocess.input_signature[0].shape[-1]
-        classifier = cls(served.preprocess, served.serve, names, channels)
+        keras_file = saved.parent / "model.keras"
+        classifier = cls(served.preprocess, served.serve, names, channels,
+                         str(keras_file) if keras_file.is_file() else None)
         classifier.saved_model = served  # owns the variables its functions read
         return classifier
 
     @classmethod
-    def _pretrained(cls, name: str, pretrained: str) -> "Classifier":
-        model = models.create_model(name, pretrained=pretrained)
+    def _keras_file(cls, path: pathlib.Path) -> "Classifier":
+        if not path.is_file():
+            raise BadInput(f"{path} holds no model: no such file")
+        model = keras.models.load_model(path)
+        record = getattr(model, "preprocessing", None)
+        if record is None or record.eval_view is None:
+            raise BadInput(f"{path} does not record how its images were fitted (saved before eval_view, or without "
+                           "a preprocessing record); give its run folder or saved_model/ instead")
+        return cls.from_model(model)
+
+    @classmethod
+    def from_model(cls, model: keras.Model, view: str | None = None) -> "Classifier":
+        """A classifier of a Keras image model of the zoo, prepared by its preprocessing record
+        (``view``: the ``eval_view`` to use where the record has none, e.g. pretrained weights')."""
         prep = model.preprocessing
-        # What an evaluation of the weights on ImageNet does: the record's centre crop at its size.
-        recipe = data.Recipe(model.num_classes, (prep.input_size, prep.input_size, prep.channels), prep.mean,
-                             prep.std, eval_resize="center_crop", in_memory=False, fixed_size=False)
+        if prep.eval_view is None and view is not None:
+            prep = dataclasses.replace(prep, eval_view=view)
+        recipe = data.eval_recipe(prep, model.num_classes)
         return cls(lambda images: data.serving_images(images, recipe, prep), lambda x: model(x, training=False),
-                   model.label_names, prep.channels)
+                   model.label_names, prep.channels, model)
+
+    @property
+    def model(self) -> keras.Model:
+        """The Keras model (loaded on first use from the run's ``model.keras``).
+
+        Raises:
+            BadInput: there is none (a SavedModel folder without the run's ``model.keras`` beside it).
+        """
+        if self._model is None:
+            raise BadInput("explaining needs the Keras model: give the run folder or its model.keras, not a "
+                           "SavedModel alone")
+        if isinstance(self._model, str):
+            self._model = keras.models.load_model(self._model)
+        return self._model
 
     def predict(self, images: Sequence[str | os.PathLike], top_k: int = 5, batch_size: int = 32,
                 bad_images: str = "error") -> Iterator[Prediction]:
@@ -135,6 +181,11 @@ class Classifier:
         Yields:
             One ``Prediction`` per image.
         """
+        for predictions, _ in self._predicted_batches(images, top_k, batch_size, bad_images):
+            yield from predictions
+
+    def _predicted_batches(self, images, top_k: int, batch_size: int, bad_images: str):
+        """``(predictions, model inputs)`` per batch (``predict``'s arguments)."""
         if bad_images not in ("error", "skip"):
             raise BadInput(f"bad_images: unknown value {bad_images!r}; expected error or skip")
         files = image_files(images)
@@ -153,10 +204,56 @@ class Classifier:
             exp = np.exp(logits - logits.max(axis=-1, keepdims=True))  # the softmax, stable, for the batch at once
             probabilities = exp / exp.sum(axis=-1, keepdims=True)
             best = np.argsort(-probabilities, axis=-1, kind="stable")[:, :top_k]
-            for path, row, p, top in zip(paths.numpy(), logits, probabilities, best):
-                yield Prediction(path.decode(), row, p, tuple((self.class_names[i], float(p[i])) for i in top))
+            yield [Prediction(path.decode(), row, p, tuple((self.class_names[i], float(p[i])) for i in top))
+                   for path, row, p, top in zip(paths.numpy(), logits, probabilities, best)], x
             done += len(logits)
         self.skipped = len(files) - done
+
+    def explain(self, images: Sequence[str | os.PathLike], directory: str | os.PathLike,
+                class_name: str | None = None, top_k: int = 5, batch_size: int = 32,
+                bad_images: str = "error") -> Iterator[Explanation]:
+        """Grad-CAM (``tfresnet.models.gradcam``) of each image, from the model's last convolutional
+        stage: writes ``<name>_gradcam.npy`` (the heat map in [0, 1] at the image's own resolution;
+        0 outside the part the model saw, e.g. beyond a centre crop) and ``<name>_gradcam.png``
+        (laid over the image) to ``directory``.
+
+        Args:
+            images: Files, folders and globs (as ``predict``).
+            directory: Where the files go (made if missing).
+            class_name: The class to explain; None: each image's predicted class.
+            top_k: Classes in each ``Explanation.prediction``.
+            batch_size: Images per call of the model.
+            bad_images: As ``predict``.
+
+        Yields:
+            One ``Explanation`` per image, with its ``Prediction``.
+
+        Raises:
+            BadInput: an unknown ``class_name``, or no Keras model (``model``).
+        """
+        if class_name is not None and class_name not in self.class_names:
+            raise BadInput(f"explain class {class_name!r} is not a class of this model ({_some(self.class_names)})")
+        model = self.model
+        view = model.preprocessing and model.preprocessing.eval_view
+        if view is None:
+            raise BadInput("the model does not record how its images were fitted (eval_view): export it again")
+        os.makedirs(directory, exist_ok=True)
+        names: set[str] = set()
+        for predictions, x in self._predicted_batches(images, top_k, batch_size, bad_images):
+            chosen = None if class_name is None else self.class_names.index(class_name)
+            heat, _, classes = gradcam.grad_cam(model, x, chosen)
+            for p, cam, c in zip(predictions, heat, classes):
+                image = decode(tf.io.read_file(p.path), self.channels).numpy()
+                box = gradcam.view_box(*image.shape[:2], x.shape[1:3], view, model.preprocessing.crop_fraction)
+                full = gradcam.to_image(cam, image.shape[:2], box, x.shape[1:3], model.feature_offset)
+                stem = pathlib.Path(p.path).stem
+                name = stem if stem not in names else f"{stem}_{len(names)}"
+                names.add(name)
+                base = os.path.join(directory, f"{name}_gradcam")
+                np.save(f"{base}.npy", full)
+                with open(f"{base}.png", "wb") as f:
+                    f.write(overlay_png(image, full))
+                yield Explanation(p, self.class_names[c], f"{base}.npy", f"{base}.png")
 
     def _batches(self, files: list[str], batch_size: int, skip: bool):
         def prepare(path):
@@ -223,3 +320,18 @@ def _first_bad(files: Sequence[str], channels: int) -> str:
         except tf.errors.InvalidArgumentError:
             return path
     return files[0]
+
+
+def overlay_png(image: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> bytes:
+    """PNG bytes of uint8 ``image`` (h, w, 1 or 3) with ``heat`` (h, w, in [0, 1]) laid over it in
+    the jet colours (blue: nothing, red: the strongest evidence)."""
+    from matplotlib import colormaps  # noqa: PLC0415 - only explaining draws
+
+    colours = colormaps["jet"](heat)[..., :3] * 255
+    rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
+    blended = (1 - alpha) * rgb.astype(np.float32) + alpha * colours
+    return tf.io.encode_png(np.clip(np.round(blended), 0, 255).astype(np.uint8)).numpy()
+
+
+def _some(names: Sequence[str], shown: int = 10) -> str:
+    return ", ".join(names[:shown]) + (f", ... ({len(names)} in all)" if len(names) > shown else "")

@@ -63,7 +63,27 @@ class Recipe:
     @property
     def preprocessing(self) -> Preprocessing:
         """The dataset's own normalisation, for models trained from scratch on it."""
-        return Preprocessing.for_dataset(self.mean, self.std, self.image_shape[0])
+        return dataclasses.replace(Preprocessing.for_dataset(self.mean, self.std, self.image_shape[0]),
+                                   eval_view=self.eval_view)
+
+    @property
+    def eval_view(self) -> str | None:
+        """How the evaluation brings an image of any size to ``image_shape`` (``Preprocessing.eval_view``):
+        recorded in the models trained on it, so a ``model.keras`` alone can be served."""
+        if self.fixed_size:
+            return "fit" if self.eval_resize == "none" else None
+        return self.eval_resize if self.eval_resize in ("center_crop", "resize") else None
+
+
+def eval_recipe(preprocessing: Preprocessing, num_classes: int) -> Recipe:
+    """The evaluation that a model's preprocessing record describes (its ``eval_view``, at its
+    ``input_size``): what ``serving_images`` needs to prepare images of any size for it."""
+    if preprocessing.eval_view is None:
+        raise ValueError("the preprocessing record does not say how images are fitted to the model (eval_view)")
+    size = preprocessing.input_size
+    fit = preprocessing.eval_view == "fit"
+    return Recipe(num_classes, (size, size, preprocessing.channels), preprocessing.mean, preprocessing.std,
+                  eval_resize="none" if fit else preprocessing.eval_view, in_memory=False, fixed_size=fit)
 
 
 RECIPES: dict[str, Recipe] = {

@@ -48,6 +48,13 @@ class ImageClassifier(keras.Model):
     # smaller than that would be reduced below one pixel. Each model family sets its own.
     reduction: int = 1
 
+    @property
+    def feature_offset(self) -> float:
+        """Where the last feature map's first cell is centred, in input pixels: cell ``j`` sits at
+        pixel ``j * reduction + feature_offset`` (Grad-CAM lays its map back onto the image so).
+        Halfway into the stride here, as 2x2 poolings place it; padded convolutions differ."""
+        return (self.reduction - 1) / 2
+
     def build(self, input_shape):
         # Subclassed models create their variables by tracing ``call`` once on a symbolic input;
         # load_model() calls this too, so a reloaded model is complete before weights are set.
@@ -120,6 +127,20 @@ class ImageClassifier(keras.Model):
                 f"{self.name} was built for {self._in_channels} input channels (shape "
                 f"(batch, h, w, {self._in_channels})), got shape {shape}"
             )
+
+    # -- the two halves of ``call``, split at the last convolutional stage (Grad-CAM's cut) ------------
+
+    def conv_features(self, x, training=False):
+        """The last convolutional stage's feature map ``(batch, height, width, channels)`` of images
+        ``x`` (what ``call`` takes); ``classify_features`` of it is ``call(x)``."""
+        raise NotImplementedError(f"{type(self).__name__} does not split its call for Grad-CAM")
+
+    def classify_features(self, features, training=False):
+        """The logits (or, without a head, the pooled features) of ``conv_features``' map."""
+        raise NotImplementedError(f"{type(self).__name__} does not split its call for Grad-CAM")
+
+    def call(self, x, training=False):
+        return self.classify_features(self.conv_features(x, training=training), training=training)
 
     def make_head(self) -> keras.layers.Layer | None:
         # float32 logits under mixed precision: a float16 softmax/cross-entropy overflows.

@@ -134,6 +134,9 @@ class ResNet(ImageClassifier):
         """The total stride: 4 in the ImageNet stem (1 in the CIFAR one), then 2 per stage transition."""
         return (4 if self.stem == "imagenet" else 1) * 2 ** (len(self.depths) - 1)
 
+    # Every strided layer pads symmetrically ((k - 1) // 2): output cell i is centred on input pixel 2i.
+    feature_offset = 0.0
+
     def extract_features(self, x: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:
         """Feature maps of the stem and every stage, and the pooled features.
 
@@ -154,8 +157,15 @@ class ResNet(ImageClassifier):
         feats["pooled"] = self.pool(apply(self.post, x, training))
         return feats
 
-    def call(self, x, training=False):
-        pooled = self.extract_features(x, training=training)["pooled"]
+    def conv_features(self, x, training=False):
+        x = apply(self.stem_layers, self.model_inputs(x), training)
+        for units in self.stages:
+            for unit in units:
+                x = unit(x, training=training)
+        return apply(self.post, x, training)  # v2: the last BN-ReLU, so the map is activated as in v1
+
+    def classify_features(self, features, training=False):
+        pooled = self.pool(features)
         return pooled if self.head is None else self.head(pooled)
 
     def get_config(self):

@@ -160,12 +160,14 @@ class MnistResNet(ImageClassifier):
         self.fc = keras.layers.Dense(128, activation="relu", name="fc")
         self.head = self.make_head()
 
-    def call(self, x, training=False):
+    def conv_features(self, x, training=False):
         x = self.model_inputs(x)
         x = self.pool1(self.stage1(self.conv1(x), training=training))
         x = self.pool2(self.stage2(x, training=training))
-        x = self.fc(self.flatten(self.stage3(x, training=training)))
-        return self.head(x)
+        return self.stage3(x, training=training)
+
+    def classify_features(self, features, training=False):
+        return self.head(self.fc(self.flatten(features)))
 
 
 @serializable
@@ -210,12 +212,14 @@ class PreActResNet22(ImageClassifier):
         """The total stride: 2 in the stem, 2 in every stage."""
         return 2 ** (1 + len(self.widths))
 
-    def call(self, x, training=False):
-        x = self.model_inputs(x)
-        x = apply(self.stem, x, training)
+    def conv_features(self, x, training=False):
+        x = apply(self.stem, self.model_inputs(x), training)
         for stage in self.stages:
             x = stage(x, training=training)
-        return self.head(self.fc(self.flatten(x)))
+        return x
+
+    def classify_features(self, features, training=False):
+        return self.head(self.fc(self.flatten(features)))
 
     def get_config(self):
         return {**super().get_config(), "widths": list(self.widths), "dense_units": self.dense_units}

@@ -3,6 +3,7 @@ shards, synthetic data; from scratch or from pretrained weights."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from typing import Any, Iterable, Iterator, Mapping
@@ -115,9 +116,11 @@ class ClassificationTask(Task):
         # Every trained model records its preprocessing, so its model.keras can be fine-tuned or served,
         # and normalises its uint8 inputs with it on the device.
         if models.accepts_option(self.model_name, "preprocessing"):
-            options["preprocessing"] = self.preprocessing or (
-                source.recipe.preprocessing if source is not None
-                else data.synthetic_preprocessing(self.input_shape[-1], self.input_shape[0]))
+            if source is None:
+                options["preprocessing"] = data.synthetic_preprocessing(self.input_shape[-1], self.input_shape[0])
+            else:  # with the view of the evaluation, so that a model.keras alone can be served
+                options["preprocessing"] = dataclasses.replace(self.preprocessing or source.recipe.preprocessing,
+                                                               eval_view=source.recipe.eval_view)
         # The class names travel in model.keras (and run.json, and the SavedModel's answers).
         if models.accepts_option(self.model_name, "class_names"):
             options["class_names"] = self.class_names

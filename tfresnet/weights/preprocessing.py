@@ -19,6 +19,7 @@ import tensorflow as tf
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CHANNEL_ORDERS = ("RGB", "BGR")
 INTERPOLATIONS = ("bilinear", "bicubic")
+EVAL_VIEWS = ("center_crop", "resize", "fit")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +38,11 @@ class Preprocessing:
             ``input_size / crop_fraction``, then the centre is cut out (0.875: 256 -> 224).
         interpolation: The resizing method of that evaluation (``tf.image.resize``'s ``bilinear``
             or ``bicubic``; timm's recent weights were evaluated with bicubic).
+        eval_view: How the model's evaluation brings an image of any size to its input:
+            ``center_crop`` (above), ``resize`` (the whole image) or ``fit`` (the whole image,
+            stored at the dataset's size first, as arrays and resized folders are). None: not
+            recorded (weights' records, and models saved before it was): the run's SavedModel
+            knows it.
     """
 
     mean: tuple[float, ...]
@@ -46,6 +52,7 @@ class Preprocessing:
     input_size: int = 224
     crop_fraction: float = 0.875
     interpolation: str = "bilinear"
+    eval_view: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
@@ -59,6 +66,9 @@ class Preprocessing:
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"preprocessing interpolation: unknown value {self.interpolation!r}; expected one of "
                              f"{', '.join(INTERPOLATIONS)}")
+        if self.eval_view is not None and self.eval_view not in EVAL_VIEWS:
+            raise ValueError(f"preprocessing eval_view: unknown value {self.eval_view!r}; expected one of "
+                             f"{', '.join(EVAL_VIEWS)}")
         if self.input_size <= 0 or not 0 < self.crop_fraction <= 1:
             raise ValueError(f"preprocessing input_size {self.input_size} must be positive and crop_fraction "
                              f"{self.crop_fraction} in (0, 1]")

@@ -40,6 +40,8 @@ SHRINK = {
     "transfer_mnist.py": ["--pretrain_examples_per_class", "300", "--epochs", "4", "--seeds", "0,1", "--eval_split",
                           "test[:500]", "--margin", "0.05"],
     "predict_throughput.py": ["--images", "40", "--repeats", "1"],
+    "lite_latency.py": ["--models", "mnist_resnet", "--images", "3", "--repeats", "1", "--calibration_count", "10",
+                        "--train_images", "256", "--epochs", "1"],
     # The harness (data, training, explain, scoring) on a few small images; the figure is BENCHMARKS.md's.
     "gradcam_shapes.py": ["--image_size", "32", "--shape_size", "8", "--train_images", "64", "--test_images", "8",
                           "--epochs", "1", "--batch_size", "32", "--min_hit_rate", "0"],
@@ -162,6 +164,12 @@ def test_readme_benchmark_command(command, tmp_path, capsys, monkeypatch):
         assert {k: len(v) for k, v in result["rounds"].items()} == {"predict": 1, "model.predict": 1}
         assert min(result["images_per_sec"].values()) > 0 and result["paired_ratio"] > 0
         assert "tfresnet.predict from .png files: " in out and "predict / model.predict" in out
+    elif script == "lite_latency.py":
+        row = json.loads(result_file.read_text())["mnist_resnet"]
+        assert set(row["ms_per_image"]) == {"keras", "float32", "float16", "int8"} and min(row["ms_per_image"].values()) > 0
+        assert row["bytes"]["int8"] < row["bytes"]["float16"] < row["bytes"]["float32"]
+        # 256 digits, one epoch: a weak model, so only that float32 answers as Keras does.
+        assert abs(row["top1"]["float32"] - row["top1"]["keras"]) <= 0.001 and "int8 " in out
     elif script == "gradcam_shapes.py":
         result = json.loads(result_file.read_text())
         assert result["test_images"] == 8 and 0 <= result["hit_rate_all"] <= 1 and 0 <= result["accuracy"] <= 1

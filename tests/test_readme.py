@@ -46,14 +46,19 @@ def test_cli_commands_run(tmp_path, monkeypatch, capsys):
     # is what $TFRESNET_DATA_DIR stands for here (no network in CI).
     monkeypatch.setenv("TFRESNET_DATA_DIR", str(MNIST_NPZ.parent))
     monkeypatch.chdir(REPO)
-    ran, run_dirs, predicted = 0, {}, 0
+    ran, run_dirs, predicted, exported = 0, {}, 0, 0
     for command in bash_commands():
         words = local(shlex.split(command))
         if words[0] == "export":
             monkeypatch.setenv(*words[1].split("=", 1))
             continue
+        # What the docs write into a run folder goes to this test's folder instead.
+        words = [re.sub(r"^(--(?:report|explain|out_dir))=runs/", rf"\1={tmp_path}/", w) for w in words]
         if words[0] == "tfresnet-predict" and "--pretrained" not in command:  # the run trained above
-            predicted = predict(words, run_dirs, tmp_path, capsys)
+            predicted += predict(words, run_dirs, tmp_path, capsys)
+            continue
+        if words[0] == "tfresnet-export":
+            exported += export(words, run_dirs, tmp_path, capsys)
             continue
         if words[0] not in ("tfresnet-train", "tfresnet-eval") or "kws_protores" in command or "shards" in command:
             continue  # keyword spotting and shards: test_keyword_spotting_commands_run, test_data_commands_run
@@ -81,8 +86,24 @@ def test_cli_commands_run(tmp_path, monkeypatch, capsys):
         else:  # the newest checkpoint of the training command above: 256 images in batches of 128
             assert re.search(r"^Eval test\[:256\] at step 2: loss: [\d.]+, accuracy: [\d.]+%, top5: [\d.]+%$", out,
                              flags=re.M), (command, out)
+        if "--report" in command:  # docs/use.md
+            report = next(w for w in words if w.startswith("--report=")).split("=", 1)[1]
+            assert "Report of 256 images: top-1 " in out and os.path.getsize(f"{report}/confusion_matrix.png") > 1000
         ran += 1
-    assert ran == 5 and predicted == 1
+    assert ran == 6 and predicted == 2 and exported == 1
+
+
+def export(words, run_dirs, tmp_path, capsys):
+    """``tfresnet-export --model=runs/NAME --out_dir=... --dataset=mnist``: the run trained above."""
+    from tfresnet import cli
+
+    words = [f"--model={run_dirs[w.split('/')[-1]]}" if w.startswith("--model=runs/") else w for w in words]
+    assert cli.export_main(words) == 0, capsys.readouterr().err
+    out_dir = next(w for w in words if w.startswith("--out_dir=")).split("=", 1)[1]
+    assert sorted(os.listdir(out_dir)) == ["export.json", "labels.txt", "model_float16.tflite", "model_float32.tflite",
+                                           "model_int8.tflite"]
+    assert "int8: " in capsys.readouterr().out
+    return 1
 
 
 def predict(words, run_dirs, tmp_path, capsys):
@@ -100,8 +121,12 @@ def predict(words, run_dirs, tmp_path, capsys):
              str(digits) if w == "my_digits/" else w for w in words]
     assert cli.predict_main(words) == 0, capsys.readouterr().err
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 4 and all(line.startswith(str(digits)) and line.count(", ") == 2 for line in lines), lines
+    top_k = next((int(w.split("=")[1]) for w in words if w.startswith("--top_k=")), 5)
+    assert len(lines) == 4 and all(line.startswith(str(digits)) and line.count(", ") == top_k - 1 for line in lines)
     assert {line.split(": ")[1].split()[0] for line in lines} <= set("0123456789")
+    explained = next((w.split("=", 1)[1] for w in words if w.startswith("--explain=")), None)
+    if explained:
+        assert sorted(os.listdir(explained)) == sorted(f"{i}_gradcam.{ext}" for i in range(4) for ext in ("npy", "png"))
     return 1
 
 

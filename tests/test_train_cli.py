@@ -118,7 +118,8 @@ def test_console_scripts_are_declared_and_each_names_a_function():
     parser = configparser.ConfigParser()
     parser.read(REPO / "setup.cfg")
     scripts = dict(line.split(" = ") for line in parser["options.entry_points"]["console_scripts"].split("\n") if line)
-    assert set(scripts) == {"tfresnet-train", "tfresnet-eval", "tfresnet-kws", "tfresnet-shards", "tfresnet-predict"}
+    assert set(scripts) == {"tfresnet-train", "tfresnet-eval", "tfresnet-kws", "tfresnet-shards", "tfresnet-predict",
+                            "tfresnet-export"}
     assert scripts["tfresnet-train"] == "tfresnet.cli:run"
     for target in scripts.values():
         module, function = target.split(":")

@@ -8,6 +8,7 @@ a one-line error and exit status 2 (``--verbose`` shows the traceback); a preemp
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -96,19 +97,28 @@ EVAL_ABOUT = ("evaluate the newest checkpoint in --model_dir (with --keep_best, 
               "writes nothing. The flags of tfresnet-train, as the run was trained.")
 
 
-def _import_tensorflow_quietly() -> None:
-    """Imports TensorFlow and probes devices with stderr muted: its C++ start-up lines (oneDNN,
-    CUDA probing) go straight to file descriptor 2 and would bury one-line errors."""
+@contextlib.contextmanager
+def quiet_stderr():
+    """File descriptor 2 muted inside: TensorFlow's C++ lines (start-up, the LiteRT converter's
+    chatter) go straight to it and would bury one-line errors."""
+    sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        import tensorflow as tf  # noqa: PLC0415
-
-        tf.config.list_physical_devices()
+        yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow and probes devices with stderr muted (``quiet_stderr``): its C++ start-up
+    lines (oneDNN, CUDA probing) would bury one-line errors."""
+    with quiet_stderr():
+        import tensorflow as tf  # noqa: PLC0415
+
+        tf.config.list_physical_devices()
 
 
 def _join_options(items: Sequence[str]) -> list[str]:

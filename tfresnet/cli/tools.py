@@ -8,13 +8,14 @@ stderr and exit status 2.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Sequence
 
 from absl import flags
 
-from tfresnet.cli import BAD_INPUT, _import_tensorflow_quietly, _wants_help, help_text, one_line
+from tfresnet.cli import BAD_INPUT, _import_tensorflow_quietly, _wants_help, help_text, one_line, quiet_stderr
 
 # -- tfresnet-kws: keyword spotting with a trained few-shot encoder (tfresnet.kws.spotting) --------------
 
@@ -272,3 +273,70 @@ def predict_main(argv: Sequence[str]) -> int:
 def run_predict() -> None:
     """Console script ``tfresnet-predict``: a trained classifier's top classes for image files."""
     sys.exit(predict_main(sys.argv))
+
+
+# -- tfresnet-export: a trained image classifier -> LiteRT flatbuffers (tfresnet.export) ----------
+
+EXPORT_FLAGS = flags.FlagValues()
+flags.DEFINE_string("model", None, "A run folder (its model.keras), a .keras file, or a model name with --pretrained.",
+                    flag_values=EXPORT_FLAGS)
+flags.DEFINE_string("pretrained", None, "With a model name: its weights (tfresnet.weights.sources, e.g. imagenet).",
+                    flag_values=EXPORT_FLAGS)
+flags.DEFINE_string("out_dir", None, "Where model_<precision>.tflite, labels.txt and export.json go.",
+                    flag_values=EXPORT_FLAGS)
+flags.DEFINE_list("precisions", ["float32", "float16", "int8"], "Flatbuffers to write.", flag_values=EXPORT_FLAGS)
+flags.DEFINE_list("calibration_images", [], "int8: training images to calibrate on (files, folders, globs).",
+                  flag_values=EXPORT_FLAGS)
+flags.DEFINE_string("dataset", None, "int8: or calibrate on a dataset tfresnet-train reads (mnist, cifar10, folder, "
+                    "npz, ...).", flag_values=EXPORT_FLAGS)
+flags.DEFINE_string("data_dir", None, "With --dataset: its folder or file, as tfresnet-train's.", flag_values=EXPORT_FLAGS)
+flags.DEFINE_string("split", "train", "With --dataset: the split to draw calibration images from.",
+                    flag_values=EXPORT_FLAGS)
+flags.DEFINE_integer("calibration_count", 300, "int8: calibration images drawn.", flag_values=EXPORT_FLAGS)
+flags.DEFINE_bool("verbose", False, "Show tracebacks for errors.", flag_values=EXPORT_FLAGS)
+
+
+def export_main(argv: Sequence[str]) -> int:
+    """``tfresnet-export --model=RUN --out_dir=DIR``; returns the exit status (2: bad input, one line)."""
+
+    def body(rest, load_tensorflow):
+        f = EXPORT_FLAGS
+        if rest:
+            raise flags.Error(f"unexpected arguments {rest} (flags look like --name=value)")
+        if not f.model or not f.out_dir:
+            raise flags.Error("give --model (a run folder, a .keras file, or a model name with --pretrained) and "
+                              "--out_dir")
+        unknown = [p for p in f.precisions if p not in ("float32", "float16", "int8")]
+        if unknown:
+            raise flags.Error(f"--precisions: unknown value {unknown[0]!r}; expected float32, float16 or int8")
+        if "int8" in f.precisions and not (f.calibration_images or f.dataset):
+            raise flags.Error("int8 needs calibration images: --calibration_images=DIR or --dataset (and --data_dir); "
+                              "or --precisions=float32,float16")
+        if f.calibration_count <= 0:
+            raise flags.Error(f"--calibration_count must be positive, got {f.calibration_count}")
+        from tfresnet.core import files  # noqa: PLC0415
+
+        files.check_writable(f.out_dir, "--out_dir")
+        load_tensorflow()
+        from tfresnet import export  # noqa: PLC0415
+
+        model = export.load_model(f.model, f.pretrained)
+        calibration = None
+        if "int8" in f.precisions:
+            calibration = export.calibration_images(f.calibration_images, f.dataset, f.data_dir, f.split,
+                                                    f.calibration_count, model.preprocessing.channels)
+        with contextlib.nullcontext() if f.verbose else quiet_stderr():  # the converter's C++ lines
+            written = export.export_lite(model, f.out_dir, calibration, f.precisions)
+        for precision, path in written.items():
+            print(f"{precision}: {path} ({os.path.getsize(path) / 1024:.0f} KiB)")
+        print(f"class names: {os.path.join(f.out_dir, 'labels.txt')}")
+
+    return run_tool("tfresnet-export", EXPORT_FLAGS, argv, body, about="a trained image classifier as LiteRT "
+                    "flatbuffers (float32, float16, full int8): uint8 pixels of any size in, its crop or resize and "
+                    "normalisation inside, labels.txt beside.\nusage: tfresnet-export --model=RUN --out_dir=DIR "
+                    "[--calibration_images=TRAIN_IMAGES | --dataset=NAME --data_dir=D] [--precisions=...]")
+
+
+def run_export() -> None:
+    """Console script ``tfresnet-export``: a trained image classifier to LiteRT."""
+    sys.exit(export_main(sys.argv))

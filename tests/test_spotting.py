@@ -204,7 +204,7 @@ def test_kws_command_enrolls_classifies_detects_and_exports(run, clips, tmp_path
             (["classify", model, f"--keywords={tmp_path / 'none.json'}", wavs["dog", speakers[0]]],
              "keywords file not found"),
             (["detect", "--model=/nonexistent", keywords, "x.wav"], "no encoder at /nonexistent"),
-            (["listen", model], "expected a command: enroll, classify, detect or export")):
+            (["hear", model], "expected a command: enroll, classify, detect, listen or export")):
         assert cli.kws_main(["tfresnet-kws", *argv]) == 2
         err = capsys.readouterr().err
         assert err.startswith("tfresnet-kws: error: ") and message in err, err

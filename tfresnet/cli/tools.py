@@ -38,6 +38,8 @@ KWS_USAGE = """usage:
   tfresnet-kws enroll   --model=RUN --keywords=K.json --keyword=NAME a.wav [b.wav ...]   (1-5 recordings)
   tfresnet-kws classify --model=RUN --keywords=K.json clip.wav [...]    prints: clip keyword|unknown score
   tfresnet-kws detect   --model=RUN --keywords=K.json long.wav [...]    prints: file start_seconds keyword score
+  tfresnet-kws listen   --model=RUN --keywords=K.json [stream.wav]      16 kHz mono 16-bit audio from standard input
+                        (WAV or raw PCM) or a WAV file, as it arrives; prints: start_seconds keyword score
   tfresnet-kws export   --model=RUN --tflite=OUT.tflite [--int8_data=SPEECH_COMMANDS_DIR]"""
 
 
@@ -61,8 +63,10 @@ def _check_kws(command: str, wavs: list[str]) -> None:
         return
     if not f.keywords:
         raise flags.Error(f"{command} needs --keywords=K.json")
-    if not wavs:
+    if not wavs and command != "listen":  # listen: standard input without one
         raise flags.Error(f"{command} needs WAV files")
+    if command == "listen" and len(wavs) > 1:
+        raise flags.Error(f"listen reads one stream: standard input or one WAV file, got {len(wavs)} files")
     if command == "enroll":
         if not f.keyword:
             raise flags.Error("enroll needs --keyword=NAME")
@@ -103,10 +107,20 @@ def _kws(command: str, wavs: list[str]) -> None:
     if command == "classify":
         for path, match in zip(wavs, spotter.classify(wavs)):
             print(f"{path} {match.keyword} {match.score:.3f}")
-    else:
+    elif command == "detect":
         for path in wavs:
             for d in spotter.detect(path, hop=f.hop):
                 print(f"{path} {d.start:.2f} {d.keyword} {d.score:.3f}")
+    else:  # listen: detections as soon as they are confirmed, then what the end of the stream confirms
+        from tfresnet.kws import audio  # noqa: PLC0415
+
+        detector = spotter.stream(hop=f.hop)
+        chunks = audio.wav_chunks(wavs[0], 0.1) if wavs else audio.pcm_chunks(sys.stdin.buffer)
+        for chunk in chunks:
+            for d in detector.feed(chunk):
+                print(f"{d.start:.2f} {d.keyword} {d.score:.3f}", flush=True)
+        for d in detector.finish():
+            print(f"{d.start:.2f} {d.keyword} {d.score:.3f}", flush=True)
 
 
 def run_tool(prog: str, flag_values: flags.FlagValues, argv: Sequence[str], body, errors=(), about: str = "") -> int:
@@ -141,16 +155,17 @@ def kws_main(argv: Sequence[str]) -> int:
     """``tfresnet-kws COMMAND [flags] FILES``; returns the exit status (2: bad input, one line)."""
 
     def body(rest, load_tensorflow):
-        if not rest or rest[0] not in ("enroll", "classify", "detect", "export"):
+        if not rest or rest[0] not in ("enroll", "classify", "detect", "listen", "export"):
             got = f" (got {rest[0]!r})" if rest else ""
-            raise flags.Error(f"expected a command: enroll, classify, detect or export{got}, e.g. tfresnet-kws "
+            raise flags.Error(f"expected a command: enroll, classify, detect, listen or export{got}, e.g. tfresnet-kws "
                               "enroll --model=RUN --keywords=K.json --keyword=NAME a.wav")
         _check_kws(rest[0], rest[1:])  # before TensorFlow loads: a bad flag or file answers at once
         load_tensorflow()
         _kws(rest[0], rest[1:])
 
     return run_tool("tfresnet-kws", KWS_FLAGS, argv, body, about="keyword spotting with a trained few-shot "
-                     "encoder: enroll words from 1-5 recordings, classify clips, detect words in recordings, export "
+                     "encoder: enroll words from 1-5 recordings, classify clips, detect words in recordings or in "
+                     "audio as it arrives (listen), export "
                      "the encoder to LiteRT.\n" + KWS_USAGE)
 
 

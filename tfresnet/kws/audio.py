@@ -14,6 +14,8 @@ import hashlib
 import itertools
 import math
 import pathlib
+import wave
+from typing import BinaryIO, Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -120,6 +122,57 @@ def read_wav(path: str | pathlib.Path, samples: int | None = None) -> np.ndarray
         raise ValueError(f"{path}: not a readable 16-bit PCM WAV file ({reason})") from None
     wave = audio[:, 0]
     return (fix_length(wave, samples) if samples else wave).numpy()
+
+
+def wav_chunks(path: str | pathlib.Path, seconds: float = 10.0) -> Iterator[np.ndarray]:
+    """A 16 kHz mono 16-bit WAV file as float32 chunks of ``seconds`` (the last one shorter): what
+    ``read_wav`` reads, a piece at a time, so a recording of any length streams.
+
+    Raises:
+        ValueError: as ``read_wav``, before the first chunk.
+    """
+    files.check_wav(path, SAMPLE_RATE)
+    frames = max(1, int(seconds * SAMPLE_RATE))
+    with wave.open(str(path), "rb") as f:
+        while True:
+            data = f.readframes(frames)
+            if not data:
+                return
+            yield np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
+
+
+def pcm_chunks(stream: BinaryIO, seconds: float = 0.1, name: str = "standard input") -> Iterator[np.ndarray]:
+    """float32 chunks of 16 kHz mono audio arriving on a binary ``stream`` (standard input, a pipe
+    from a microphone): a WAV stream (its header checked), or raw 16-bit little-endian PCM without
+    a header (``arecord -f S16_LE -r 16000 -c 1 -t raw``, ``sox ... -t raw -``).
+
+    Raises:
+        ValueError: a WAV header of another format (one line naming what it holds).
+    """
+    head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
+    size = max(2, 2 * int(seconds * SAMPLE_RATE))
+    if head == b"RIFF":
+        try:
+            reader = wave.open(stream, "rb")
+        except (wave.Error, EOFError) as err:
+            raise ValueError(f"{name}: not a readable 16-bit PCM WAV stream ({err})") from None
+        found = files.WavFormat(reader.getframerate(), reader.getnchannels(), 8 * reader.getsampwidth(), 0)
+        if (found.rate, found.channels, found.bits) != (SAMPLE_RATE, 1, 16):
+            raise ValueError(f"{name}: {found.describe()}; expected 16-bit PCM, {SAMPLE_RATE} Hz, mono (convert it: "
+                             f"sox IN -r {SAMPLE_RATE} -b 16 -c 1 -t wav -)")
+        read = lambda: reader.readframes(size // 2)  # noqa: E731
+    else:
+        read = lambda: stream.read(size)  # noqa: E731
+    rest = b""
+    while True:
+        data = read()
+        if not data:
+            return
+        data, rest = rest + data, b""
+        if len(data) % 2:  # half a sample: it completes with the next read
+            data, rest = data[:-1], data[-1:]
+        if data:
+            yield np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
 
 
 def _skipped(path: pathlib.Path) -> bool:

@@ -6,6 +6,7 @@ A user trains the encoder once (``tfresnet-train --flagfile=flags/kws_protores.c
     spotter.enroll("marvin", ["marvin1.wav", "marvin2.wav"])    # 1-5 recordings of a new word
     spotter.classify(["clip.wav"])                              # [Match("marvin", 0.93)] or "unknown"
     spotter.detect("long_recording.wav")                        # [Detection("marvin", 3.42, 0.91)]
+    detector = spotter.stream()                                 # audio as it arrives: detector.feed(chunk)
 
 A keyword is the mean embedding of its recordings (its prototype, as in training). The score of a
 clip against a keyword is the cosine similarity of their embeddings, in [0, 1] for the
@@ -31,8 +32,11 @@ import tensorflow as tf
 from tfresnet import models  # the zoo registers the encoders load_model reads
 from tfresnet.core import files
 from tfresnet.kws import audio, logmel
+from tfresnet.kws.stream import Detection, StreamingDetector
 
 UNKNOWN = "unknown"
+# Samples read (or sliced) at a time when a whole recording is detected in: 10 s.
+CHUNK = 10 * audio.SAMPLE_RATE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,15 +44,6 @@ class Match:
     """The best enrolled keyword of a clip (``unknown`` below the threshold) and its score."""
 
     keyword: str
-    score: float
-
-
-@dataclasses.dataclass(frozen=True)
-class Detection:
-    """A keyword found in a recording: where the word starts (seconds) and its score."""
-
-    keyword: str
-    start: float
     score: float
 
 
@@ -166,6 +161,7 @@ class KeywordSpotter:
         self.frames, self.num_mel_bins = int(shape[0]), int(shape[1])
         self.samples = logmel.clip_samples(self.frames)
         self.keywords: dict[str, np.ndarray] = {}  # name -> unit-length prototype
+        self._compiled = None  # the Keras encoder's features -> embeddings, traced on first use
 
     @classmethod
     def load(cls, path: str | os.PathLike, **kwargs) -> "KeywordSpotter":
@@ -180,11 +176,21 @@ class KeywordSpotter:
     def embed(self, clips: Iterable) -> np.ndarray:
         """Unit-length embeddings ``(clips, dim)`` of WAV paths or waveforms (padded or cropped to one clip)."""
         waves = np.stack([_waveform(c, self.samples) for c in clips])
-        feats = logmel.features(tf.constant(waves), self.num_mel_bins)
-        out = np.concatenate([np.asarray(self.encoder(feats[i:i + self.batch_size], training=False))
+        out = np.concatenate([self._embed_batch(waves[i:i + self.batch_size])
                               for i in range(0, len(waves), self.batch_size)])
         out = out.reshape(len(out), -1).astype(np.float64)
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+    def _embed_batch(self, waves: np.ndarray) -> np.ndarray:
+        if isinstance(self.encoder, LiteEncoder):
+            return np.asarray(self.encoder(logmel.features(tf.constant(waves), self.num_mel_bins)))
+        if self._compiled is None:
+            # Features and encoder in one graph: a stream scores a few windows at a time, where
+            # eager calls would cost more than the arithmetic.
+            self._compiled = tf.function(lambda w: self.encoder(logmel.features(w, self.num_mel_bins),
+                                                                training=False),
+                                         reduce_retracing=True, autograph=False)
+        return self._compiled(tf.constant(waves)).numpy()
 
     def enroll(self, keyword: str, examples: Sequence) -> None:
         """Adds (or replaces) ``keyword``, from 1 to 5 recordings of it (WAV paths or waveforms)."""
@@ -206,47 +212,37 @@ class KeywordSpotter:
         best = scores.argmax(axis=1)
         return [Match(names[b] if s[b] >= self.threshold else UNKNOWN, float(s[b])) for b, s in zip(best, scores)]
 
-    def detect(self, recording: str | os.PathLike | np.ndarray, hop: float = 0.05,
-               min_level_db: float = 10.0) -> list[Detection]:
-        """Keywords in a recording longer than a clip, in time order.
-
-        Slides a clip-long window every ``hop`` seconds and scores it against each keyword. Each
-        run of windows above the threshold is one detection, of its best window's keyword; where
-        two overlap, the higher score wins. The start is the word's onset inside that window:
-        the first 10 ms frame whose level rises 40% of the way from the recording's noise floor
-        (its 20th percentile) to the window's loudest frame, in dB.
+    def stream(self, hop: float = 0.05, min_level_db: float = 10.0, **kwargs) -> StreamingDetector:
+        """A ``StreamingDetector`` of the keywords enrolled now: feed it audio as it arrives.
 
         Args:
-            recording: A WAV path or a waveform (16 kHz).
             hop: Seconds between windows.
             min_level_db: Windows whose loudest 10 ms frame is not this far above the noise floor
                 hold no word (an energy gate: noise alone never triggers a detection).
+            **kwargs: ``StreamingDetector``'s ``history_seconds`` and ``block``.
         """
-        wave = _waveform(recording)
-        if len(wave) < self.samples:
-            wave = np.pad(wave, (0, self.samples - len(wave)))
-        step = max(1, int(hop * audio.SAMPLE_RATE))
-        starts = np.arange(0, len(wave) - self.samples + 1, step)
-        scores = self.scores([wave[s:s + self.samples] for s in starts])
-        best, names = scores.max(axis=1), list(self.keywords)
-        level = _frame_db(wave)
-        floor = np.percentile(level, 20)
-        # No word where nothing rises above the noise floor: a quiet window is never a keyword.
-        loudest = np.array([level[s // 160: (s + self.samples) // 160].max() for s in starts])
-        found: list[Detection] = []
-        taken = loudest < floor + min_level_db
-        for w in np.argsort(-best):
-            if best[w] < self.threshold:
-                break
-            if taken[w]:
-                continue
-            # The run of windows above the threshold around w, and every window overlapping w, is this word.
-            taken[np.abs(starts - starts[w]) < self.samples] = True
-            frames = level[starts[w] // 160: (starts[w] + self.samples) // 160]
-            loud = np.flatnonzero(frames >= floor + 0.4 * (frames.max() - floor))
-            onset = starts[w] + 160 * (loud[0] if len(loud) else 0)
-            found.append(Detection(names[int(scores[w].argmax())], float(onset / audio.SAMPLE_RATE), float(best[w])))
-        return sorted(found, key=lambda d: d.start)
+        if not self.keywords:
+            raise ValueError("no keyword enrolled: call enroll(keyword, recordings) first")
+        return StreamingDetector(self.scores, list(self.keywords), self.samples, self.threshold, hop, min_level_db,
+                                 **kwargs)
+
+    def detect(self, recording: str | os.PathLike | np.ndarray, hop: float = 0.05,
+               min_level_db: float = 10.0) -> list[Detection]:
+        """Keywords in a recording of any length, in time order: the recording streamed through
+        ``stream()`` (read in pieces, so its length never sits in memory as spectrograms).
+
+        Args:
+            recording: A WAV path or a waveform (16 kHz).
+            hop, min_level_db: As ``stream``.
+        """
+        detector = self.stream(hop, min_level_db)
+        if isinstance(recording, (str, os.PathLike)):
+            chunks = audio.wav_chunks(recording)
+        else:
+            wave = _waveform(recording)
+            chunks = (wave[i:i + CHUNK] for i in range(0, len(wave), CHUNK))
+        found = [d for chunk in chunks for d in detector.feed(chunk)]
+        return sorted(found + detector.finish(), key=lambda d: d.start)
 
     def save_keywords(self, path: str | os.PathLike) -> None:
         """Writes the enrolled keywords (names and prototypes) to a JSON file."""
@@ -279,12 +275,6 @@ def encoder_input_shape(encoder) -> tuple[int, ...]:
     if "input_shape" not in config:
         raise ValueError(f"{encoder.name}: unknown input shape; build the encoder before using it")
     return tuple(config["input_shape"][1:])
-
-
-def _frame_db(wave: np.ndarray, frame: int = 160) -> np.ndarray:
-    """Level (dB) of each 10 ms frame."""
-    frames = wave[: len(wave) // frame * frame].reshape(-1, frame).astype(np.float64)
-    return 10 * np.log10((frames**2).mean(axis=1) + 1e-10)
 
 
 def representative_features(data_dir: str | os.PathLike, num_mel_bins: int, count: int = 200) -> np.ndarray:

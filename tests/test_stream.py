@@ -1,0 +1,151 @@
+"""tfresnet.kws.stream: keyword detection on audio fed as it arrives, the same in any chunks."""
+
+import io
+import wave
+
+import keras
+import numpy as np
+import pytest
+
+from tfresnet import cli, models
+from tfresnet.kws import audio, spotting
+from tfresnet.kws.stream import StreamingDetector
+
+RATE = audio.SAMPLE_RATE
+
+
+def sweep(f0, f1, seconds=0.6):
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (0.5 * np.sin(2 * np.pi * (f0 + (f1 - f0) * t / seconds / 2) * t) * np.hanning(len(t))).astype(np.float32)
+
+
+WORDS = {"up": sweep(300, 1500), "down": sweep(1500, 300), "flat": sweep(900, 950)}
+
+
+@pytest.fixture(scope="module")
+def spotter():
+    """An untrained small encoder: its arithmetic is the detector's, the words are chirps."""
+    keras.utils.set_random_seed(5)  # the same weights every run: an untrained encoder's scores depend on them
+    encoder = models.create_model("protores", input_shape=(98, 40, 1), widths=[4, 4, 4])
+    spotter = spotting.KeywordSpotter(encoder, threshold=0.85)
+    for name in ("up", "down"):
+        clip = np.zeros(RATE, np.float32)
+        clip[200:200 + len(WORDS[name])] = WORDS[name]
+        spotter.enroll(name, [clip])
+    return spotter
+
+
+def recording(events, seconds, seed=0):
+    """Quiet noise with ``(word, onset seconds)`` said in it."""
+    rng = np.random.default_rng(seed)
+    wave_ = (0.003 * rng.standard_normal(int(seconds * RATE))).astype(np.float32)
+    for word, onset in events:
+        start = int(onset * RATE)
+        said = WORDS[word][:len(wave_) - start]  # a recording may end mid-word
+        wave_[start:start + len(said)] += said
+    return wave_
+
+
+EVENTS = [("up", 1.0), ("flat", 3.2), ("down", 5.05), ("up", 7.5), ("down", 8.6)]
+
+
+def test_any_chunking_gives_the_offline_detections_as_soon_as_confirmed(spotter):
+    wave_ = recording(EVENTS, 11.0)
+    offline = spotter.detect(wave_)
+    assert [d.keyword for d in offline] == ["up", "down", "up", "down"], offline  # not "flat", not enrolled
+    assert all(abs(d.start - onset) <= 0.1 for d, onset in zip(offline, [1.0, 5.05, 7.5, 8.6])), offline
+    rng = np.random.default_rng(1)
+    for trial in range(4):
+        detector, got, fed = spotter.stream(), [], 0
+        while fed < len(wave_):
+            size = int(rng.choice([160, 1_000, 4_000, 16_000, 50_000]) * rng.uniform(0.5, 1.5)) if trial else 160
+            for d in detector.feed(wave_[fed:fed + size]):
+                got.append(d)
+                word_end = next(on for w, on in EVENTS if abs(on - d.start) < 0.2) + 0.6
+                # As soon as confirmed: the rest of its window (a chirp sits at the start of its best
+                # window, as enrolled), confirm_seconds, a block of windows, and the chunk that confirmed it.
+                assert (fed + size) / RATE - word_end <= 0.4 + 0.25 + 0.05 + 4 * 0.05 + 0.05 + size / RATE, (d, fed)
+            fed += size
+        got += detector.finish()
+        assert got == offline, trial
+        # What it holds is a window, a block and the levels' history: not the 11 s fed.
+        assert len(detector.audio) <= RATE + 4 * 800 + 50_000 * 1.5 and len(detector.levels) <= 3000 + 200
+
+
+def test_a_stream_that_ends_mid_word_still_reports_it(spotter):
+    wave_ = recording([("up", 1.0), ("down", 2.5)], 2.5 + 0.45)  # cut 0.45 s into the 0.6 s "down"
+    detector = spotter.stream()
+    during = [d for i in range(0, len(wave_), 1600) for d in detector.feed(wave_[i:i + 1600])]
+    assert [d.keyword for d in during] == ["up"]
+    last = detector.finish()
+    assert [d.keyword for d in last] == ["down"] and abs(last[0].start - 2.5) < 0.1
+    assert detector.finish() == [] and spotter.detect(wave_) == during + last
+    with pytest.raises(ValueError, match="the stream has finished"):
+        detector.feed(wave_[:10])
+
+
+def test_memory_does_not_grow_with_the_length_of_the_stream():
+    """Half an hour through the detector (a stand-in scorer: the arithmetic, not the encoder)."""
+    calls = []
+
+    def scores(waves):
+        calls.append(len(waves))
+        return np.full((len(waves), 1), 0.1)
+
+    detector = StreamingDetector(scores, ["x"], RATE, threshold=0.5)
+    rng = np.random.default_rng(0)
+    for _ in range(30 * 60):
+        assert detector.feed((0.01 * rng.standard_normal(RATE)).astype(np.float32)) == []
+        assert len(detector.audio) <= RATE + 4 * 800 and len(detector.levels) <= 3000 + 200
+    assert detector.finish() == [] and set(calls) == {4} and sum(calls) >= 30 * 60 * 20 - 20
+
+
+def wav_bytes(wave_, rate=RATE, channels=1, width=2):
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as f:
+        f.setnchannels(channels)
+        f.setsampwidth(width)
+        f.setframerate(rate)
+        f.writeframes((np.clip(wave_, -1, 1) * 32767).astype("<i2").tobytes() if width == 2 else
+                      bytes(len(wave_) * channels))
+    return buffer.getvalue()
+
+
+def test_pcm_chunks_read_a_wav_stream_or_raw_pcm_and_name_what_they_cannot(tmp_path):
+    wave_ = (np.arange(1000) / 1000 - 0.5).astype(np.float32)
+    pcm = (wave_ * 32767).astype("<i2")
+    for data in (wav_bytes(wave_), pcm.tobytes()):
+        got = np.concatenate(list(audio.pcm_chunks(io.BufferedReader(io.BytesIO(data)), seconds=0.01)))
+        np.testing.assert_array_equal(got, pcm.astype(np.float32) / 32768)
+    for data, what in ((wav_bytes(wave_, rate=8000), "16-bit PCM, 8000 Hz, mono"),
+                       (wav_bytes(wave_, channels=2), "16-bit PCM, 16000 Hz, stereo"),
+                       (wav_bytes(wave_, width=1), "8-bit PCM, 16000 Hz, mono")):
+        with pytest.raises(ValueError, match=f"standard input: {what}; expected 16-bit PCM, 16000 Hz, mono"):
+            next(audio.pcm_chunks(io.BufferedReader(io.BytesIO(data))))
+    (tmp_path / "a.wav").write_bytes(wav_bytes(wave_))
+    np.testing.assert_array_equal(np.concatenate(list(audio.wav_chunks(tmp_path / "a.wav", 0.01))),
+                                  pcm.astype(np.float32) / 32768)
+
+
+def test_listen_prints_detections_of_standard_input(spotter, tmp_path, monkeypatch, capsys):
+    encoder_file = tmp_path / "encoder.keras"
+    spotter.encoder.save(encoder_file)
+    keywords = tmp_path / "k.json"
+    spotter.save_keywords(keywords)
+    wave_ = recording(EVENTS, 11.0)
+    heard = (np.clip(wave_, -1, 1) * 32767).astype("<i2").astype(np.float32) / 32768  # what 16-bit PCM carries
+    expected = [f"{d.start:.2f} {d.keyword} {d.score:.3f}" for d in spotter.detect(heard)]
+    assert len(expected) == 4
+    flags = [f"--model={encoder_file}", f"--keywords={keywords}", "--threshold=0.85"]
+    for data in (wav_bytes(wave_), (np.clip(wave_, -1, 1) * 32767).astype("<i2").tobytes()):
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(data))))
+        assert cli.kws_main(["tfresnet-kws", "listen", *flags]) == 0
+        assert capsys.readouterr().out.splitlines() == expected
+    (tmp_path / "s.wav").write_bytes(wav_bytes(wave_))
+    assert cli.kws_main(["tfresnet-kws", "listen", *flags, str(tmp_path / "s.wav")]) == 0
+    assert capsys.readouterr().out.splitlines() == expected
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(wav_bytes(wave_, rate=8000)))))
+    assert cli.kws_main(["tfresnet-kws", "listen", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err == ("tfresnet-kws: error: standard input: 16-bit PCM, 8000 Hz, mono; expected 16-bit PCM, 16000 Hz, "
+                   "mono (convert it: sox IN -r 16000 -b 16 -c 1 -t wav -)\n")

@@ -198,6 +198,32 @@ def trained_run(tmp_path_factory, name: str, cfg_of) -> TrainedRun:
     return TrainedRun(cfg_of(folder), record["results"], record["lines"])
 
 
+# The keyword encoder of the tests: smaller than flags/kws_protores.cfg (150 steps of 60 clips,
+# 32 channels), trained on the shared spoken keywords.
+SMALL_KWS = dict(task="fewshot", model="protores", dataset="folder", data_dir=str(SPOKEN_KEYWORDS),
+                 model_options={"widths": [32, 32, 32], "bins_as_channels": True, "pooling": "average",
+                                "center_bins": True},
+                 fewshot_loss="cosine_softmax", batch_size=60, metric="cosine", epochs=3, episodes_per_epoch=50,
+                 eval_episodes=50, steps_per_loop=50, learning_rate=2e-3, lr_schedule="cosine", speed=0.15,
+                 formant=0.1, spec_augment=True, keep_best=True)
+
+
+@pytest.fixture(scope="session")
+def trained_kws(tmp_path_factory) -> TrainedRun:
+    """A trained keyword encoder's run (``SMALL_KWS``: model.keras, best/, checkpoints/), made once per
+    session; read by tests/test_spotting.py and the streaming benchmark's test."""
+    from tfresnet import training  # noqa: PLC0415
+    from tfresnet.config import TrainConfig  # noqa: PLC0415
+
+    if KEYWORDS_MISSING:
+        pytest.skip(KEYWORDS_MISSING)
+    # $TFRESNET_KWS_RUN: a folder to keep the run in between sessions (a finished run resumes as is).
+    if os.environ.get("TFRESNET_KWS_RUN"):
+        cfg = TrainConfig(**SMALL_KWS, model_dir=os.environ["TFRESNET_KWS_RUN"])
+        return TrainedRun(cfg, training.train(cfg, log=lambda line: None), [])
+    return trained_run(tmp_path_factory, "trained_kws", lambda folder: TrainConfig(**SMALL_KWS, model_dir=str(folder)))
+
+
 @pytest.fixture(scope="session")
 def trained_mnist(tmp_path_factory) -> TrainedRun:
     """The trained image run (``mnist_config``: checkpoints, logs, ``model.keras``, ``saved_model/``),

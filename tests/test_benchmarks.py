@@ -40,6 +40,8 @@ SHRINK = {
     "transfer_mnist.py": ["--pretrain_examples_per_class", "300", "--epochs", "4", "--seeds", "0,1", "--eval_split",
                           "test[:500]", "--margin", "0.05"],
     "predict_throughput.py": ["--images", "40", "--repeats", "1"],
+    # 20 s of the stream, through the tests' trained encoder (conftest.trained_kws) and its int8 export.
+    "kws_realtime.py": ["--seconds", "20", "--encoders", "keras,int8"],
     "lite_latency.py": ["--models", "mnist_resnet", "--images", "3", "--repeats", "1", "--calibration_count", "10",
                         "--train_images", "256", "--epochs", "1"],
     # The harness (data, training, explain, scoring) on a few small images; the figure is BENCHMARKS.md's.
@@ -80,7 +82,7 @@ def test_every_benchmark_script_has_a_readme_command():
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(shlex.split(c)[1:4]) for c in COMMANDS])
 @pytest.mark.slow
-def test_readme_benchmark_command(command, tmp_path, capsys, monkeypatch):
+def test_readme_benchmark_command(command, tmp_path, capsys, monkeypatch, request):
     if "--data_dir" in command and MNIST_MISSING:
         pytest.skip(MNIST_MISSING)
     if "spoken_keywords" in command and KEYWORDS_MISSING:
@@ -94,6 +96,8 @@ def test_readme_benchmark_command(command, tmp_path, capsys, monkeypatch):
         extra += ["--profile", str(tmp_path / "trace")]
     if script == "gradcam_shapes.py":
         extra += ["--work_dir", str(tmp_path / "work")]
+    if script == "kws_realtime.py":
+        extra += ["--model", str(request.getfixturevalue("trained_kws").model_dir)]
     if script == "kws_words.py":
         (tmp_path / "dict").write_text("table\nGoing\ngoing\nchair\nx\nwindow\nlamp\nnine\n")
         extra += ["--out", str(tmp_path / "words"), "--dictionary", str(tmp_path / "dict")]
@@ -164,6 +168,13 @@ def test_readme_benchmark_command(command, tmp_path, capsys, monkeypatch):
         assert {k: len(v) for k, v in result["rounds"].items()} == {"predict": 1, "model.predict": 1}
         assert min(result["images_per_sec"].values()) > 0 and result["paired_ratio"] > 0
         assert "tfresnet.predict from .png files: " in out and "predict / model.predict" in out
+    elif script == "kws_realtime.py":
+        result = json.loads(result_file.read_text())
+        assert set(result["encoders"]) == {"keras", "int8"} and result["stream_seconds"] >= 20
+        for row in result["encoders"].values():
+            assert 0 < row["real_time_factor"] < 1 and row["said"] > 0 and row["found"] <= row["said"]
+            assert row["delay_median_s"] is None or -0.5 < row["delay_median_s"] < 2.0
+        assert "real-time factor" in out
     elif script == "lite_latency.py":
         row = json.loads(result_file.read_text())["mnist_resnet"]
         assert set(row["ms_per_image"]) == {"keras", "float32", "float16", "int8"} and min(row["ms_per_image"].values()) > 0

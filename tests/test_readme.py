@@ -192,8 +192,8 @@ def test_keyword_spotting_commands_run(tmp_path, capsys):
 
     commands = [shlex.split(c) for c in bash_commands()
                 if "kws_protores" in c or "kws_words.py" in c or c.startswith("tfresnet-kws")]
-    assert [c[0] for c in commands] == ["python", "tfresnet-train", "tfresnet-eval"] + ["tfresnet-kws"] * 4
-    assert [c[1] for c in commands[3:]] == ["enroll", "classify", "detect", "export"]
+    assert [c[0] for c in commands] == ["python", "tfresnet-train", "tfresnet-eval"] + ["tfresnet-kws"] * 5
+    assert [c[1] for c in commands[3:]] == ["enroll", "classify", "detect", "listen", "export"]
     # The WAV files the commands name: test words of held-out speakers, and a 3 s recording.
     clips = audio.keyword_split(audio.load_keyword_folder(SPOKEN_KEYWORDS), "test")
     dog = clips.waveforms[clips.labels == clips.keywords.index("dog")]

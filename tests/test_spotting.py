@@ -1,28 +1,17 @@
 """Keyword spotting on the spoken keywords: a trained encoder on held-out words and speakers,
 enrollment, classification, detection in a long noisy recording, LiteRT export, ``tfresnet-kws``."""
 
-import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import SPOKEN_KEYWORDS, TrainedRun, trained_run
+from conftest import SPOKEN_KEYWORDS
 from tfresnet import cli, models, training
-from tfresnet.config import TrainConfig
 from tfresnet.kws import audio, episodes, logmel, spotting
 
 # The tests of a trained encoder (the run fixture, 25 s, on the shared spoken keywords) are the slow
 # tier; the spotter's own arithmetic is tested quickly on an untrained one (the first test).
-
-# A smaller configuration than flags/kws_protores.cfg: 150 steps of 60 clips, 32 channels.
-SMALL = dict(task="fewshot", model="protores", dataset="folder", data_dir=str(SPOKEN_KEYWORDS),
-             model_options={"widths": [32, 32, 32], "bins_as_channels": True, "pooling": "average",
-                            "center_bins": True},
-             fewshot_loss="cosine_softmax", batch_size=60, metric="cosine", epochs=3, episodes_per_epoch=50,
-             eval_episodes=50, steps_per_loop=50, learning_rate=2e-3, lr_schedule="cosine", speed=0.15, formant=0.1,
-             spec_augment=True, keep_best=True)
-
 
 def test_a_spotter_enrolls_classifies_and_detects_with_any_encoder(tmp_path):
     """The spotter's arithmetic on an untrained encoder: an enrolled clip is its own keyword (score 1),
@@ -51,14 +40,10 @@ def test_a_spotter_enrolls_classifies_and_detects_with_any_encoder(tmp_path):
     assert spotter.scores([other]).shape == (1, 1)
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A trained run (model.keras, best/, checkpoints/), made once per test session (conftest.trained_run)."""
-    # $TFRESNET_KWS_RUN: a folder to keep the run in between sessions (a finished run resumes as is).
-    if os.environ.get("TFRESNET_KWS_RUN"):
-        cfg = TrainConfig(**SMALL, model_dir=os.environ["TFRESNET_KWS_RUN"])
-        return TrainedRun(cfg, training.train(cfg, log=lambda line: None), [])
-    return trained_run(tmp_path_factory, "trained_kws", lambda folder: TrainConfig(**SMALL, model_dir=str(folder)))
+@pytest.fixture
+def run(trained_kws):
+    """The trained encoder's run (conftest.trained_kws)."""
+    return trained_kws
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ import pathlib
 import tempfile
 import warnings
 import zipfile
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import keras
 import numpy as np
@@ -183,7 +183,10 @@ class KeywordSpotter:
 
     def _embed_batch(self, waves: np.ndarray) -> np.ndarray:
         if isinstance(self.encoder, LiteEncoder):
-            return np.asarray(self.encoder(logmel.features(tf.constant(waves), self.num_mel_bins)))
+            if self._compiled is None:  # the features in a graph; LiteRT runs the encoder
+                self._compiled = tf.function(lambda w: logmel.features(w, self.num_mel_bins), reduce_retracing=True,
+                                             autograph=False)
+            return np.asarray(self.encoder(self._compiled(tf.constant(waves)).numpy()))
         if self._compiled is None:
             # Features and encoder in one graph: a stream scores a few windows at a time, where
             # eager calls would cost more than the arithmetic.
@@ -212,7 +215,7 @@ class KeywordSpotter:
         best = scores.argmax(axis=1)
         return [Match(names[b] if s[b] >= self.threshold else UNKNOWN, float(s[b])) for b, s in zip(best, scores)]
 
-    def stream(self, hop: float = 0.05, min_level_db: float = 10.0, **kwargs) -> StreamingDetector:
+    def stream(self, hop: float = 0.05, min_level_db: float = 10.0, **kwargs: Any) -> StreamingDetector:
         """A ``StreamingDetector`` of the keywords enrolled now: feed it audio as it arrives.
 
         Args:
@@ -233,7 +236,8 @@ class KeywordSpotter:
 
         Args:
             recording: A WAV path or a waveform (16 kHz).
-            hop, min_level_db: As ``stream``.
+            hop: Seconds between windows.
+            min_level_db: The energy gate (``stream``).
         """
         detector = self.stream(hop, min_level_db)
         if isinstance(recording, (str, os.PathLike)):

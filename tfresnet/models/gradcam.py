@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 
-def grad_cam(model, inputs: tf.Tensor, class_index: int | Sequence[int] | None = None
+def grad_cam(model: keras.Model, inputs: tf.Tensor, class_index: int | Sequence[int] | None = None
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Grad-CAM heat maps of a batch.
 

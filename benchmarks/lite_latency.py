@@ -37,6 +37,10 @@ def mnist_model(work: str, data_dir: str | None, train_images: int = 2000, epoch
     from tfresnet.export import load_model  # noqa: PLC0415
 
     recipe = data.RECIPES["mnist"]
+    if data_dir is not None and train_images == 0:  # real digits, fresh weights
+        source = data.load_source("mnist", "test[:2000]", data_dir)
+        model = models.create_model("mnist_resnet", preprocessing=recipe.preprocessing)
+        return model, list(data.load_source("mnist", "train[:300]", data_dir).images), source.images, source.labels
     if data_dir is None:
         rng = np.random.default_rng(0)
         model = models.create_model("mnist_resnet", preprocessing=recipe.preprocessing)
@@ -75,7 +79,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
     parser.add_argument("--calibration_count", type=int, default=300)
     parser.add_argument("--data_dir", default=None, help="folder with mnist.npz: mnist_resnet trained on digits")
-    parser.add_argument("--train_images", type=int, default=2000, help="mnist_resnet: digits it is trained on")
+    parser.add_argument("--train_images", type=int, default=2000,
+                        help="mnist_resnet: digits it is trained on (0: fresh weights)")
     parser.add_argument("--epochs", type=int, default=3, help="mnist_resnet: epochs it is trained for")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args(argv)

@@ -134,7 +134,8 @@ codes = [cli.main(["tfresnet-train", "--help"]), cli.main(["tfresnet-eval", "-h"
          cli.kws_main(["tfresnet-kws", "--help"]), cli.shards_main(["tfresnet-shards", "--help"]),
          cli.main(["tfresnet-train", "--helpfull"]), cli.main(["tfresnet-eval", "--helpfull"], mode="eval"),
          cli.kws_main(["tfresnet-kws", "--helpfull"]), cli.shards_main(["tfresnet-shards", "--helpfull"]),
-         cli.predict_main(["tfresnet-predict", "--help"]), cli.predict_main(["tfresnet-predict", "--helpfull"])]
+         cli.predict_main(["tfresnet-predict", "--help"]), cli.predict_main(["tfresnet-predict", "--helpfull"]),
+         cli.export_main(["tfresnet-export", "--help"]), cli.export_main(["tfresnet-export", "--helpfull"])]
 print("RESULT", codes, "tensorflow" in sys.modules, round(time.perf_counter() - tic, 2))
 """
 
@@ -146,7 +147,7 @@ def test_help_of_every_command_lists_its_flags_by_section_with_defaults_at_once_
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     *helps, result = proc.stdout.split("RESULT ")
     codes, tensorflow, seconds = result.rsplit(" ", 2)[0], result.split()[-2], float(result.split()[-1])
-    assert codes.startswith("[0, 0, 0, 0, 0, 0, 0, 0, 0, 0]") and tensorflow == "False" and seconds < 3, result
+    assert codes.startswith("[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]") and tensorflow == "False" and seconds < 3, result
     text = "".join(helps)
     from tfresnet import config  # noqa: PLC0415
 
@@ -158,7 +159,9 @@ def test_help_of_every_command_lists_its_flags_by_section_with_defaults_at_once_
     assert "tfresnet-kws enroll   --model=RUN" in text and "  --threshold: Scores (cosine similarity)" in text
     assert "tfresnet-shards: convert a class folder" in text and "  --out_dir: The shard folder" in text
     assert "tfresnet-predict: the top classes, by name" in text and "  --top_k: Classes given per image" in text
-    assert text.count("absl flags:\n  --flagfile: ") == 5  # --helpfull only, for each command
+    assert "tfresnet-export: a trained image classifier as LiteRT" in text and "  --calibration_images: " in text
+    assert "--explain: Also write each image's Grad-CAM" in text and "  --report: tfresnet-eval: also write" in text
+    assert text.count("absl flags:\n  --flagfile: ") == 6  # --helpfull only, for each command
     # Through the console script's module, as the README names it.
     proc = subprocess.run([sys.executable, "-m", "tfresnet.train", "--help"], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=120)

@@ -56,8 +56,8 @@ def digit_folder_run(folder):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(tf.io.encode_png(image).numpy())
     training.train(TrainConfig(model="mnist_resnet", dataset="folder", data_dir=str(folder / "digits"), image_size=28,
-                               batch_size=32, epochs=4, steps_per_loop=16, augment="none", model_dir=str(folder / "run")),
-                   log=lambda line: None)
+                               batch_size=32, epochs=4, steps_per_loop=16, augment="none",
+                               model_dir=str(folder / "run")), log=lambda line: None)
 
 
 @pytest.mark.slow
@@ -70,7 +70,7 @@ def test_a_folder_runs_flatbuffers_crop_inside_and_keep_its_top1(tmp_path_factor
     shared = shared_run(tmp_path_factory, "digit_folder", digit_folder_run)
     digits = shared / "digits"
     assert cli.export_main(["tfresnet-export", f"--model={shared / 'run'}", f"--out_dir={tmp_path / 'lite'}",
-                            f"--calibration_images={digits / 'train'}"]) == 0
+                            f"--calibration_images={digits / 'train'}", "--precisions=float32,int8"]) == 0
     printed = capsys.readouterr().out
     assert "int8: " in printed and "KiB" in printed and (tmp_path / "lite" / "labels.txt").read_text().split() == list(
         classes.MNIST)

@@ -1,5 +1,6 @@
 """tfresnet.models.gradcam: Grad-CAM of every image model, laid back onto the image it explains."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -18,6 +19,8 @@ SPLITS = ["resnet18", "resnet50_v1_5", "resnet50v2", "resnet20_cifar", "mnist_re
 def test_every_image_model_of_the_zoo_splits_its_call_for_grad_cam():
     for name in models.list_models("classify"):
         builder = models.model_spec(name).builder
+        if not (isinstance(builder, type) and builder.__module__.startswith("tfresnet.")):
+            continue  # a model another test registered (a function, or a user's own class)
         assert builder.conv_features is not ImageClassifier.conv_features, name
         assert builder.classify_features is not ImageClassifier.classify_features, name
 
@@ -40,6 +43,7 @@ def test_the_split_is_the_models_call_and_grad_cam_explains_it(name, rng):
 def test_grad_cam_of_a_pooled_linear_head_is_the_class_activation_map(rng):
     """Behind global average pooling and one dense layer, the gradient of a logit is that class's
     weights over the map's area: Grad-CAM is Zhou et al.'s CAM, ReLU(features @ w_c), up to scale."""
+    keras.utils.set_random_seed(0)
     model = models.create_model("resnet20_cifar", num_classes=4)
     x = rng.normal(size=(3, 32, 32, 3)).astype(np.float32)
     features = model.conv_features(x).numpy()
@@ -47,7 +51,9 @@ def test_grad_cam_of_a_pooled_linear_head_is_the_class_activation_map(rng):
     heat, _, chosen = grad_cam(model, x, [1, 3, 0])
     for i, c in enumerate([1, 3, 0]):
         cam = np.maximum(features[i] @ kernel[:, c], 0)
-        np.testing.assert_allclose(heat[i], cam / cam.max(), atol=1e-5)
+        # A map with no positive evidence at all is zeros (not 0 / 0).
+        np.testing.assert_allclose(heat[i], cam / cam.max() if cam.max() > 0 else cam, atol=1e-5)
+    assert heat.max() > 0
     assert chosen.tolist() == [1, 3, 0]
 
 

@@ -1,5 +1,6 @@
 """Fine-tuning from pretrained weights end to end: preprocessing applied, recorded, and served."""
 
+import dataclasses
 import json
 
 import keras
@@ -51,7 +52,9 @@ def test_a_fine_tuned_run_applies_records_and_serves_its_weights_preprocessing(f
                       optimizer="sgd", learning_rate=0.01, model_dir=str(tmp_path / "run"))
     run = training.Run(cfg, log=lambda line: None)
     # The pipelines normalise as the weights expect (BGR, 0-255, Caffe means), not with the dataset's statistics.
-    assert run.task.preprocessing == CAFFE and run.model.preprocessing == CAFFE
+    # The model's record adds how the run's evaluation fits an image of any size (a folder: the centre crop).
+    assert run.task.preprocessing == CAFFE and run.model.preprocessing == dataclasses.replace(CAFFE,
+                                                                                            eval_view="center_crop")
     # Each image keeps its size until evaluation resizes its shorter side and cuts out the centre.
     stored = np.stack([augment.resize_for_eval(tf.io.decode_png(tf.io.read_file(f)), (32, 32, 3), "center_crop",
                                                CAFFE.crop_fraction, CAFFE.interpolation).numpy()
@@ -68,7 +71,7 @@ def test_a_fine_tuned_run_applies_records_and_serves_its_weights_preprocessing(f
     out = tmp_path / "run"
     assert json.loads((out / "run.json").read_text())["preprocessing"] == CAFFE.to_dict()
     reloaded = keras.models.load_model(out / "model.keras")
-    assert reloaded.preprocessing == CAFFE
+    assert reloaded.preprocessing == dataclasses.replace(CAFFE, eval_view="center_crop")
     # Raw images of any size through the SavedModel = the same images through the Python pipeline.
     serve = tf.saved_model.load(str(out / "saved_model")).signatures["serving_default"]
     source = data.load_source("folder", "test", str(folder), 32)

@@ -240,7 +240,9 @@ class Classifier:
         os.makedirs(directory, exist_ok=True)
         names: set[str] = set()
         for predictions, x in self._predicted_batches(images, top_k, batch_size, bad_images):
-            chosen = None if class_name is None else self.class_names.index(class_name)
+            # The class each prediction names (not the Keras model's own argmax, which a near tie could flip).
+            chosen = ([int(np.argmax(p.logits)) for p in predictions] if class_name is None
+                      else self.class_names.index(class_name))
             heat, _, classes = gradcam.grad_cam(model, x, chosen)
             for p, cam, c in zip(predictions, heat, classes):
                 image = decode(tf.io.read_file(p.path), self.channels).numpy()

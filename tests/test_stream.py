@@ -82,6 +82,13 @@ def test_a_stream_that_ends_mid_word_still_reports_it(spotter):
     assert detector.finish() == [] and spotter.detect(wave_) == during + last
     with pytest.raises(ValueError, match="the stream has finished"):
         detector.feed(wave_[:10])
+    # A detector keeps the keywords of its start: one enrolled meanwhile is not among its names.
+    detector = spotter.stream()
+    spotter.enroll("flat", [WORDS["flat"]])
+    try:
+        assert {d.keyword for d in detector.feed(wave_) + detector.finish()} == {"up", "down"}
+    finally:
+        del spotter.keywords["flat"]
 
 
 def test_memory_does_not_grow_with_the_length_of_the_stream():

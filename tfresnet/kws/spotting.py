@@ -226,8 +226,10 @@ class KeywordSpotter:
         """
         if not self.keywords:
             raise ValueError("no keyword enrolled: call enroll(keyword, recordings) first")
-        return StreamingDetector(self.scores, list(self.keywords), self.samples, self.threshold, hop, min_level_db,
-                                 **kwargs)
+        # A snapshot: keywords enrolled later are not this detector's (its score columns stay its names).
+        names, prototypes = list(self.keywords), np.stack(list(self.keywords.values()))
+        return StreamingDetector(lambda waves: self.embed(waves) @ prototypes.T, names, self.samples, self.threshold,
+                                 hop, min_level_db, **kwargs)
 
     def detect(self, recording: str | os.PathLike | np.ndarray, hop: float = 0.05,
                min_level_db: float = 10.0) -> list[Detection]:

@@ -20,7 +20,6 @@ calibrated on a few hundred training images.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import pathlib
@@ -32,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfresnet import data, models, predict
+from tfresnet import data, predict
 from tfresnet.core.errors import BadInput
 
 PRECISIONS = ("float32", "float16", "int8")
@@ -129,10 +128,7 @@ def load_model(path: str | os.PathLike, pretrained: str | None = None) -> keras.
         BadInput: nothing to load there.
     """
     if pretrained is not None:
-        model = models.create_model(str(path), pretrained=pretrained)
-        if model.preprocessing.eval_view is None:  # weights' records: the ImageNet evaluation
-            model.preprocessing = dataclasses.replace(model.preprocessing, eval_view="center_crop")
-        return model
+        return predict.pretrained_model(str(path), pretrained)
     file = pathlib.Path(path)
     file = file / "model.keras" if file.is_dir() else file
     if not file.is_file() or file.suffix != ".keras":

@@ -109,7 +109,7 @@ class Classifier:
             BadInput: ``path`` holds no model, or one saved without its preprocessing.
         """
         if pretrained is not None:
-            return cls.from_model(models.create_model(str(path), pretrained=pretrained), view="center_crop")
+            return cls.from_model(pretrained_model(str(path), pretrained))
         folder = pathlib.Path(path)
         if folder.suffix == ".keras":
             if not (folder.parent / "saved_model" / "saved_model.pb").is_file():
@@ -143,12 +143,9 @@ class Classifier:
         return cls.from_model(model)
 
     @classmethod
-    def from_model(cls, model: keras.Model, view: str | None = None) -> "Classifier":
-        """A classifier of a Keras image model of the zoo, prepared by its preprocessing record
-        (``view``: the ``eval_view`` to use where the record has none, e.g. pretrained weights')."""
+    def from_model(cls, model: keras.Model) -> "Classifier":
+        """A classifier of a Keras image model of the zoo, prepared by its preprocessing record."""
         prep = model.preprocessing
-        if prep.eval_view is None and view is not None:
-            prep = dataclasses.replace(prep, eval_view=view)
         recipe = data.eval_recipe(prep, model.num_classes)
         return cls(lambda images: data.serving_images(images, recipe, prep), lambda x: model(x, training=False),
                    model.label_names, prep.channels, model)
@@ -266,6 +263,15 @@ class Classifier:
         if skip:
             ds = ds.ignore_errors()
         return iter(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE))
+
+
+def pretrained_model(name: str, pretrained: str) -> keras.Model:
+    """``create_model(name, pretrained=pretrained)``, its record completed with the evaluation its
+    weights were measured with (the centre crop, where the weights' record names no view)."""
+    model = models.create_model(name, pretrained=pretrained)
+    if model.preprocessing.eval_view is None:
+        model.preprocessing = dataclasses.replace(model.preprocessing, eval_view="center_crop")
+    return model
 
 
 def write_predictions(predictions: Iterable[Prediction], output: str | os.PathLike | None = None,

@@ -101,12 +101,14 @@ class ClassificationTask(Task):
             return self.runtime.distribute(
                 lambda ctx: data.synthetic(self.input_shape, self.num_classes, self.cfg.batch_size,
                                            self.cfg.seed + 1, ctx, image_dtype=self.image_dtype).take(1))
-        # Padded to whole batches (weight 0 for the padding): one shape, one compiled test step.
-        return self.runtime.distribute(
-            lambda ctx: data.make_dataset(self.eval_source, self.cfg.eval_batch_size, training=False,
-                                          input_context=ctx, preprocessing=self.preprocessing,
-                                          bad_images=self.cfg.bad_images, image_dtype=self.image_dtype,
-                                          pad_eval=True))
+        return self.runtime.distribute(self.eval_dataset)
+
+    def eval_dataset(self, input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+        """One input pipeline's evaluation batches ``(images, labels, weights)``, padded to whole
+        batches (weight 0 for the padding): one shape, one compiled test step."""
+        return data.make_dataset(self.eval_source, self.cfg.eval_batch_size, training=False,
+                                 input_context=input_context, preprocessing=self.preprocessing,
+                                 bad_images=self.cfg.bad_images, image_dtype=self.image_dtype, pad_eval=True)
 
     def build_model(self, pretrained: bool = True) -> keras.Model:
         options = dict(self.cfg.model_options)
@@ -158,9 +160,7 @@ class ClassificationTask(Task):
         logits_of = tf.function(lambda x: tf.cast(model(x, training=False), tf.float32),
                                 jit_compile=self.runtime.jit_compile)
         preprocessing = self.preprocessing or self.eval_source.recipe.preprocessing
-        for images, labels, batch_weights in data.make_dataset(
-                self.eval_source, self.cfg.eval_batch_size, training=False, preprocessing=self.preprocessing,
-                bad_images=self.cfg.bad_images, image_dtype=self.image_dtype, pad_eval=True):
+        for images, labels, batch_weights in self.eval_dataset():
             pixels = images if images.dtype == tf.uint8 else preprocessing.pixels(images)
             builder.update(pixels.numpy(), labels.numpy(), np.asarray(logits_of(images)), batch_weights.numpy())
         return builder.result()

@@ -239,7 +239,7 @@ CASES = [
     ("kws", ["classify", ENC, "--keywords={ws}/pic.jpg", "{ws}/ok.wav"], "not a keywords file"),
     ("kws", ["classify", ENC, KW], "classify needs WAV files"),
     ("kws", ["detect", "--model=/nonexistent", KW, "x.wav"], "no encoder at /nonexistent"),
-    ("kws", ["hear", ENC], "expected a command: enroll, classify, detect, listen or export"),
+    ("kws", ["hear", ENC], "expected a command: enroll, classify, detect, listen, export or calibrate"),
     ("kws", ["classify", ENC, KW, "--threshhold=0.5", "{ws}/ok.wav"], "Unknown command line flag 'threshhold'"),
     ("kws", ["export", ENC, "--tflite={ws}/afile/x.tflite"], "--tflite {ws}/afile/x.tflite is not writable: "
                                                              "{ws}/afile is a file"),

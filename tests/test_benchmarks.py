@@ -47,6 +47,10 @@ SHRINK = {
     # The harness (data, training, explain, scoring) on a few small images; the figure is BENCHMARKS.md's.
     "gradcam_shapes.py": ["--image_size", "32", "--shape_size", "8", "--train_images", "64", "--test_images", "8",
                           "--epochs", "1", "--batch_size", "32", "--min_hit_rate", "0"],
+    # Two minutes of stream in one condition, 30 of the other words, one take each: the harness
+    # (renders, stream, replays, calibrated thresholds, curves), not the figures.
+    "kws_stream.py": ["--hours", "0.03", "--snr", "10", "--shots", "1,3", "--draws", "1", "--takes", "1",
+                      "--words", "30"],
     # Three words of a five-word dictionary (written by the test), in the 20 training voices.
     "kws_words.py": ["--words", "3", "--jobs", "2"],
     # A tiny encoder for one short epoch: the harness (splits, baselines, LiteRT export), not the figures.
@@ -96,8 +100,17 @@ def test_readme_benchmark_command(command, tmp_path, capsys, monkeypatch, reques
         extra += ["--profile", str(tmp_path / "trace")]
     if script == "gradcam_shapes.py":
         extra += ["--work_dir", str(tmp_path / "work")]
-    if script == "kws_realtime.py":
+    if script in ("kws_realtime.py", "kws_stream.py"):
         extra += ["--model", str(request.getfixturevalue("trained_kws").model_dir)]
+    if script == "kws_stream.py":
+        if RENDER_MISSING:
+            pytest.skip(RENDER_MISSING)
+        from tfresnet import cli  # noqa: PLC0415
+
+        data = words[words.index("--data_dir") + 1]
+        assert cli.kws_main(["tfresnet-kws", "calibrate", f"--model={extra[-1]}", f"--data_dir={data}",
+                             f"--cohort={tmp_path / 'cohort.npz'}", "--cohort_hours=0.03"]) == 0
+        extra += ["--cohort", str(tmp_path / "cohort.npz"), "--out", str(tmp_path / "stream")]
     if script == "kws_words.py":
         (tmp_path / "dict").write_text("table\nGoing\ngoing\nchair\nx\nwindow\nlamp\nnine\n")
         extra += ["--out", str(tmp_path / "words"), "--dictionary", str(tmp_path / "dict")]
@@ -175,6 +188,22 @@ def test_readme_benchmark_command(command, tmp_path, capsys, monkeypatch, reques
             assert 0 < row["real_time_factor"] < 1 and row["said"] > 0 and row["found"] <= row["said"]
             assert row["delay_median_s"] is None or -0.5 < row["delay_median_s"] < 2.0
         assert "real-time factor" in out
+    elif script == "kws_stream.py":
+        result = json.loads(result_file.read_text())
+        assert result["words"] == 30 and len(result["stream_speakers"]) == len(result["enrollment_speakers"]) == 5
+        assert not set(result["stream_speakers"]) & set(result["enrollment_speakers"])
+        condition = result["conditions"]["10 dB"]
+        assert condition["keywords_said"] > 5 and condition["windows"] > 0 and set(condition) > {"1-clip", "3-clip"}
+        for row in (condition["1-clip"], condition["3-clip"]):
+            assert all(0 <= row[k] <= 1 for k in ("recall_at_1_per_hour", "recall_at_0.1_per_hour",
+                                                  "calibrated_recall_at_1_per_hour"))
+            assert row["recall_at_0.1_per_hour"] <= row["recall_at_1_per_hour"]
+            assert row["asked_1_per_hour_measured"] >= 0 and "asked_0.1_per_hour_recall" in row
+        assert (tmp_path / "stream" / "det.png").stat().st_size > 10_000 and "10 dB, 3-clip: recall_at_1" in out
+        cached = sorted((tmp_path / "stream").glob("stream_*.npz"))
+        again = run_bench(script, *words[2:], *extra, capsys=capsys, monkeypatch=monkeypatch)  # from the cache
+        assert again.returncode == 0 and json.loads(result_file.read_text()) == result
+        assert sorted((tmp_path / "stream").glob("stream_*.npz")) == cached
     elif script == "lite_latency.py":
         row = json.loads(result_file.read_text())["mnist_resnet"]
         assert set(row["ms_per_image"]) == {"keras", "float32", "float16", "int8"} and min(row["ms_per_image"].values()) > 0

@@ -192,8 +192,8 @@ def test_keyword_spotting_commands_run(tmp_path, capsys):
 
     commands = [shlex.split(c) for c in bash_commands()
                 if "kws_protores" in c or "kws_words.py" in c or c.startswith("tfresnet-kws")]
-    assert [c[0] for c in commands] == ["python", "tfresnet-train", "tfresnet-eval"] + ["tfresnet-kws"] * 5
-    assert [c[1] for c in commands[3:]] == ["enroll", "classify", "detect", "listen", "export"]
+    assert [c[0] for c in commands] == ["python", "tfresnet-train", "tfresnet-eval"] + ["tfresnet-kws"] * 6
+    assert [c[1] for c in commands[3:]] == ["calibrate", "enroll", "classify", "detect", "listen", "export"]
     # The WAV files the commands name: test words of held-out speakers, and a 3 s recording.
     clips = audio.keyword_split(audio.load_keyword_folder(SPOKEN_KEYWORDS), "test")
     dog = clips.waveforms[clips.labels == clips.keywords.index("dog")]
@@ -225,7 +225,8 @@ def test_keyword_spotting_commands_run(tmp_path, capsys):
                     for speaker in set(every) - audio.held_out_speakers(every):
                         write_wav(extra / word / f"{speaker}_nohash_0.wav", chirp)
         elif words[0] == "tfresnet-kws":
-            assert cli.kws_main(words) == 0, capsys.readouterr().err
+            shrink = ["--cohort_hours=0.02"] if words[1] == "calibrate" else []  # 72 s of speech, not 2 hours
+            assert cli.kws_main(words + shrink) == 0, capsys.readouterr().err
         elif words[0] == "tfresnet-eval":
             before = snapshot(run)
             assert cli.main(words + short, mode="eval") == 0  # what the tfresnet-eval entry point runs
@@ -237,5 +238,6 @@ def test_keyword_spotting_commands_run(tmp_path, capsys):
     assert "Eval test keywords at step 10: " in out and "(5-way 1-shot, 10 episodes, held-out speakers)" in out
     assert f"{tmp_path / 'clip.wav'} " in out and "enrolled 'dog' from 2 recording(s)" in out
     assert "kws_int8.tflite (int8, " in out and (tmp_path / "kws_int8.tflite").stat().st_size > 0
+    assert f"wrote {run / 'cohort.npz'}: 0.02 h of running speech (2" in out  # 22 or 23 training words
     # The encoder's classifier was over the 20 training words and the extra ones (3, or the 2 stand-ins).
     assert json.loads((run / "run.json").read_text())["word_classes"] in (22, 23)

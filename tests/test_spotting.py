@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from conftest import SPOKEN_KEYWORDS
 from tfresnet import cli, models, training
-from tfresnet.kws import audio, episodes, logmel, spotting
+from tfresnet.kws import audio, calibrate, episodes, logmel, spotting
 
 # The tests of a trained encoder (the run fixture, 25 s, on the shared spoken keywords) are the slow
 # tier; the spotter's own arithmetic is tested quickly on an untrained one (the first test).
@@ -189,7 +189,52 @@ def test_kws_command_enrolls_classifies_detects_and_exports(run, clips, tmp_path
             (["classify", model, f"--keywords={tmp_path / 'none.json'}", wavs["dog", speakers[0]]],
              "keywords file not found"),
             (["detect", "--model=/nonexistent", keywords, "x.wav"], "no encoder at /nonexistent"),
-            (["hear", model], "expected a command: enroll, classify, detect, listen or export")):
+            (["hear", model], "expected a command: enroll, classify, detect, listen, export or calibrate")):
         assert cli.kws_main(["tfresnet-kws", *argv]) == 2
         err = capsys.readouterr().err
         assert err.startswith("tfresnet-kws: error: ") and message in err, err
+
+
+@pytest.mark.needs_keywords
+@pytest.mark.slow
+def test_calibrate_writes_a_cohort_and_a_false_alarm_rate_sets_each_keywords_threshold(run, clips, tmp_path, capsys):
+    cohort = tmp_path / "cohort.npz"
+    model = f"--model={run.model_dir}"
+    assert cli.kws_main(["tfresnet-kws", "calibrate", model, f"--data_dir={SPOKEN_KEYWORDS}", f"--cohort={cohort}",
+                         "--cohort_hours=0.03"]) == 0
+    assert f"wrote {cohort}: 0.03 h of running speech (20 training words, 20 speakers)" in capsys.readouterr().out
+    test = audio.keyword_split(clips, "test")
+    speakers = sorted(set(test.speakers))
+    spotter = spotting.KeywordSpotter.load(run.model_dir, cohort=cohort, false_alarms_per_hour=1800)
+    for word in ("dog", "go", "visual"):
+        label = test.keywords.index(word)
+        spotter.enroll(word, [test.waveforms[(test.labels == label) & (test.speakers == s)][0] for s in speakers[:3]])
+    thresholds = spotter.thresholds()
+    assert len(set(thresholds.round(4))) == 3 and all(0.3 < t <= 1 for t in thresholds), thresholds
+    # In the cohort itself each keyword is detected its share of the asked rate (600 an hour: 18 in
+    # 0.03 h), within the interpolation between counted points.
+    for proto, t in zip(spotter.keywords.values(), thresholds):
+        count = calibrate.detections_per_hour(spotter.cohort.windows, proto, t) * spotter.cohort.hours
+        assert abs(count - 18) <= 2, count
+    keywords = tmp_path / "kw.json"
+    spotter.save_keywords(keywords)
+    wav = tmp_path / "go.wav"
+    tf.io.write_file(str(wav), tf.audio.encode_wav(test.waveforms[(test.labels == test.keywords.index("go"))
+                                                                  & (test.speakers == speakers[4])][0][:, None],
+                                                   audio.SAMPLE_RATE))
+    assert cli.kws_main(["tfresnet-kws", "classify", model, f"--keywords={keywords}", f"--cohort={cohort}",
+                         "--false_alarms_per_hour=1800", str(wav)]) == 0
+    match = spotter.classify([str(wav)])[0]
+    assert capsys.readouterr().out == f"{wav} {match.keyword} {match.score:.3f}\n"
+    for argv, message in (
+            (["classify", model, f"--keywords={keywords}", "--false_alarms_per_hour=1", str(wav)],
+             "a false-alarm rate needs the encoder's cohort of running speech: write it once with tfresnet-kws "
+             "calibrate"),
+            (["classify", model, f"--keywords={keywords}", "--false_alarms_per_hour=-1", str(wav)],
+             "--false_alarms_per_hour must be positive, got -1.0"),
+            (["calibrate", model], "calibrate needs --data_dir"),
+            (["detect", model, f"--keywords={keywords}", f"--cohort={tmp_path / 'none.npz'}", str(wav)],
+             "none.npz not found (tfresnet-kws calibrate writes it)")):
+        assert cli.kws_main(["tfresnet-kws", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("tfresnet-kws: error: ") and message in err and err.count("\n") == 1, err

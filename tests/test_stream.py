@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tfresnet import cli, models
-from tfresnet.kws import audio, spotting
+from tfresnet.kws import audio, spotting, stream
 from tfresnet.kws.stream import StreamingDetector
 
 RATE = audio.SAMPLE_RATE
@@ -156,3 +156,40 @@ def test_listen_prints_detections_of_standard_input(spotter, tmp_path, monkeypat
     err = capsys.readouterr().err
     assert err == ("tfresnet-kws: error: standard input: 16-bit PCM, 8000 Hz, mono; expected 16-bit PCM, 16000 Hz, "
                    "mono (convert it: sox IN -r 16000 -b 16 -c 1 -t wav -)\n")
+
+
+def test_replay_of_recorded_windows_makes_the_detectors_decisions(spotter):
+    """The benchmark and the calibration embed a stream once and replay the decisions: the same ones."""
+    wave_ = recording(EVENTS + [("flat", 9.9), ("up", 10.8)], 12.0, seed=3)
+    recorder = stream.WindowRecorder(spotter.embed, spotter.samples)
+    for i in range(0, len(wave_), 3_000):
+        recorder.feed(wave_[i:i + 3_000])
+    recorder.finish()
+    windows = recorder.windows()
+    assert windows.seconds == len(wave_) / RATE and len(windows.starts) < 12 * 20  # the gate keeps the words' windows
+    names, prototypes = list(spotter.keywords), np.stack(list(spotter.keywords.values()))
+    for thresholds in (0.85, [0.85, 0.95], [0.99, 0.85], [0.6, 0.6]):
+        detector = StreamingDetector(lambda w: spotter.embed(w) @ prototypes.T, names, spotter.samples, thresholds)
+        live = [d for i in range(0, len(wave_), 5_000) for d in detector.feed(wave_[i:i + 5_000])] + detector.finish()
+        replayed = stream.replay(windows, prototypes, thresholds, names)
+        assert [(d.keyword, d.start) for d in replayed] == [(d.keyword, d.start) for d in live], thresholds
+        np.testing.assert_allclose([d.score for d in replayed], [d.score for d in live], atol=1e-5)
+        if thresholds == [0.99, 0.85]:  # "up" held to a threshold it never reaches: only "down" is left
+            assert {d.keyword for d in live} == {"down"}
+        if thresholds == 0.85:
+            assert [d.keyword for d in live] == ["up", "down", "up", "down", "up"]
+    with pytest.raises(ValueError, match="3 thresholds for 2 keywords"):
+        StreamingDetector(lambda w: w, names, spotter.samples, [0.1, 0.2, 0.3])
+
+
+def test_a_words_onset_is_the_start_of_the_longest_loud_run_of_its_window():
+    loud = np.zeros(100, bool)
+    loud[0:18] = True  # the cut-off end of the word before
+    loud[40:52] = loud[58:85] = True  # the word itself: a stop's closure (6 frames) inside it
+    loud[95:100] = True  # the start of the next word
+    assert stream.word_onset(loud) == 40
+    assert stream.word_onset(loud, gap=3) == 58  # closures longer than gap split a word
+    assert stream.word_onset(np.zeros(100, bool)) == 0
+    loud[:] = False
+    loud[7:9] = True
+    assert stream.word_onset(loud) == 7

@@ -28,7 +28,19 @@ flags.DEFINE_string("keyword", None, "enroll: the name of the keyword the WAV fi
 flags.DEFINE_float("threshold", 0.7, "Scores (cosine similarity) below it are 'unknown' / no detection "
                    "(KeywordSpotter's default).",
                    flag_values=KWS_FLAGS)
-flags.DEFINE_float("hop", 0.05, "detect: seconds between windows.", flag_values=KWS_FLAGS)
+flags.DEFINE_float("false_alarms_per_hour", None, "Instead of --threshold: the detections of other speech an hour "
+                   "you accept (all keywords together); each keyword's threshold comes from the encoder's cohort "
+                   "(tfresnet-kws calibrate).", flag_values=KWS_FLAGS)
+flags.DEFINE_string("cohort", None, "The cohort file (default: cohort.npz in the run folder or beside the model file; "
+                    "calibrate writes it there).", flag_values=KWS_FLAGS)
+flags.DEFINE_string("data_dir", None, "calibrate: the Speech Commands folder the encoder trained on (its training "
+                    "words by its training speakers, and its background noise, make the cohort).",
+                    flag_values=KWS_FLAGS)
+flags.DEFINE_string("extra_words_dir", None, "calibrate: the run's extra training words (--extra_words_dir of "
+                    "training), spoken in the cohort too.", flag_values=KWS_FLAGS)
+flags.DEFINE_float("cohort_hours", 2.0, "calibrate: hours of running speech in the cohort (the rarer the false "
+                   "alarms asked for, the more hours hold some to count).", flag_values=KWS_FLAGS)
+flags.DEFINE_float("hop", 0.05, "detect, listen, calibrate: seconds between windows.", flag_values=KWS_FLAGS)
 flags.DEFINE_string("tflite", None, "export: the .tflite file to write.", flag_values=KWS_FLAGS)
 flags.DEFINE_string("int8_data", None, "export: full int8 quantisation, calibrated on the training clips of "
                     "this Speech Commands folder (else float32).", flag_values=KWS_FLAGS)
@@ -40,7 +52,9 @@ KWS_USAGE = """usage:
   tfresnet-kws detect   --model=RUN --keywords=K.json long.wav [...]    prints: file start_seconds keyword score
   tfresnet-kws listen   --model=RUN --keywords=K.json [stream.wav]      16 kHz mono 16-bit audio from standard input
                         (WAV or raw PCM) or a WAV file, as it arrives; prints: start_seconds keyword score
-  tfresnet-kws export   --model=RUN --tflite=OUT.tflite [--int8_data=SPEECH_COMMANDS_DIR]"""
+  tfresnet-kws export   --model=RUN --tflite=OUT.tflite [--int8_data=SPEECH_COMMANDS_DIR]
+  tfresnet-kws calibrate --model=RUN --data_dir=SPEECH_COMMANDS_DIR [--extra_words_dir=DIR]   writes RUN/cohort.npz:
+                        then --false_alarms_per_hour=R sets each keyword's threshold"""
 
 
 def _check_kws(command: str, wavs: list[str]) -> None:
@@ -53,6 +67,20 @@ def _check_kws(command: str, wavs: list[str]) -> None:
     if not os.path.exists(f.model):
         raise FileNotFoundError(f"no encoder at {f.model} (expected a run folder with model.keras, a .keras or a "
                                 ".tflite file)")
+    if f.false_alarms_per_hour is not None and f.false_alarms_per_hour <= 0:
+        raise flags.Error(f"--false_alarms_per_hour must be positive, got {f.false_alarms_per_hour}")
+    if command == "calibrate":
+        if not f.data_dir:
+            raise flags.Error("calibrate needs --data_dir (the Speech Commands folder the encoder trained on)")
+        for flag, folder in (("--data_dir", f.data_dir), ("--extra_words_dir", f.extra_words_dir)):
+            if folder and not os.path.isdir(folder):
+                raise FileNotFoundError(f"{flag} {folder} is not a folder")
+        if f.cohort_hours <= 0:
+            raise flags.Error(f"--cohort_hours must be positive, got {f.cohort_hours}")
+        files.check_writable(_cohort_path(), "--cohort", folder=False)
+        return
+    if f.cohort and not os.path.isfile(f.cohort):
+        raise FileNotFoundError(f"--cohort {f.cohort} not found (tfresnet-kws calibrate writes it)")
     if command == "export":
         if not f.tflite:
             raise flags.Error("export needs --tflite=OUT.tflite")
@@ -79,10 +107,38 @@ def _check_kws(command: str, wavs: list[str]) -> None:
         files.check_wav(wav, 16_000)
 
 
+def _cohort_path() -> str:
+    f = KWS_FLAGS
+    if f.cohort:
+        return f.cohort
+    # calibrate.COHORT_FILE, named here so that flag checks answer before TensorFlow loads
+    return os.path.join(f.model if os.path.isdir(f.model) else os.path.dirname(f.model) or ".", "cohort.npz")
+
+
+def _calibrate() -> None:
+    """``tfresnet-kws calibrate``: the encoder's cohort, from the training words of its data."""
+    from tfresnet.kws import audio, spotting  # noqa: PLC0415
+
+    f = KWS_FLAGS
+    clips = audio.load_keyword_folder(f.data_dir)
+    train = audio.keyword_split(clips, "train")
+    if f.extra_words_dir:
+        train = audio.with_training_words(train, audio.load_keyword_folder(f.extra_words_dir), clips)
+    spotter = spotting.KeywordSpotter(spotting.load_encoder(f.model))
+    cohort = spotter.calibrate(list(train.waveforms), clips.noise, f.cohort_hours, hop=f.hop)
+    cohort.save(_cohort_path())
+    words = len(set(train.labels.tolist()))
+    print(f"wrote {_cohort_path()}: {cohort.hours:.2f} h of running speech ({words} training words, "
+          f"{len(set(train.speakers.tolist()))} speakers), {len(cohort.windows.starts)} windows")
+
+
 def _kws(command: str, wavs: list[str]) -> None:
     from tfresnet.kws import spotting  # noqa: PLC0415
 
     f = KWS_FLAGS
+    if command == "calibrate":
+        _calibrate()
+        return
     if command == "export":
         encoder = spotting.load_encoder(f.model)
         representative = None
@@ -92,7 +148,8 @@ def _kws(command: str, wavs: list[str]) -> None:
         size = spotting.export_tflite(encoder, f.tflite, representative)
         print(f"wrote {f.tflite} ({'int8' if representative is not None else 'float32'}, {size / 1024:.0f} KiB)")
         return
-    spotter = spotting.KeywordSpotter.load(f.model, threshold=f.threshold)
+    spotter = spotting.KeywordSpotter.load(f.model, cohort=f.cohort, threshold=f.threshold,
+                                           false_alarms_per_hour=f.false_alarms_per_hour)
     if command == "enroll":
         if os.path.exists(f.keywords):
             spotter.load_keywords(f.keywords)
@@ -104,6 +161,9 @@ def _kws(command: str, wavs: list[str]) -> None:
               + ("; its earlier recordings are replaced" if replaced else ""))
         return
     spotter.load_keywords(f.keywords)
+    if f.false_alarms_per_hour is not None:  # what the asked rate became, keyword by keyword
+        chosen = ", ".join(f"{k} {t:.3f}" for k, t in zip(spotter.keywords, spotter.thresholds()))
+        print(f"thresholds for {f.false_alarms_per_hour:g} false alarms an hour: {chosen}", file=sys.stderr)
     if command == "classify":
         for path, match in zip(wavs, spotter.classify(wavs)):
             print(f"{path} {match.keyword} {match.score:.3f}")
@@ -155,9 +215,10 @@ def kws_main(argv: Sequence[str]) -> int:
     """``tfresnet-kws COMMAND [flags] FILES``; returns the exit status (2: bad input, one line)."""
 
     def body(rest, load_tensorflow):
-        if not rest or rest[0] not in ("enroll", "classify", "detect", "listen", "export"):
+        if not rest or rest[0] not in ("enroll", "classify", "detect", "listen", "export", "calibrate"):
             got = f" (got {rest[0]!r})" if rest else ""
-            raise flags.Error(f"expected a command: enroll, classify, detect, listen or export{got}, e.g. tfresnet-kws "
+            raise flags.Error(f"expected a command: enroll, classify, detect, listen, export or calibrate{got}, e.g. "
+                              "tfresnet-kws "
                               "enroll --model=RUN --keywords=K.json --keyword=NAME a.wav")
         _check_kws(rest[0], rest[1:])  # before TensorFlow loads: a bad flag or file answers at once
         load_tensorflow()
@@ -165,8 +226,8 @@ def kws_main(argv: Sequence[str]) -> int:
 
     return run_tool("tfresnet-kws", KWS_FLAGS, argv, body, about="keyword spotting with a trained few-shot "
                      "encoder: enroll words from 1-5 recordings, classify clips, detect words in recordings or in "
-                     "audio as it arrives (listen), export "
-                     "the encoder to LiteRT.\n" + KWS_USAGE)
+                     "audio as it arrives (listen), export the encoder to LiteRT, calibrate its thresholds to a "
+                     "false-alarm rate.\n" + KWS_USAGE)
 
 
 def run_kws() -> None:

@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from tfresnet import models  # the zoo registers the encoders load_model reads
 from tfresnet.core import files
-from tfresnet.kws import audio, logmel
+from tfresnet.kws import audio, calibrate, logmel
 from tfresnet.kws.stream import Detection, StreamingDetector
 
 UNKNOWN = "unknown"
@@ -139,7 +139,7 @@ def _waveform(clip, samples: int | None = None) -> np.ndarray:
     wave = np.asarray(clip, np.float32)
     if wave.ndim != 1:
         raise ValueError(f"a clip is one mono waveform (samples,), got shape {wave.shape}")
-    return audio.fix_length(wave, samples).numpy() if samples else wave
+    return audio.fix_length(wave, samples).numpy() if samples and len(wave) != samples else wave
 
 
 class KeywordSpotter:
@@ -153,10 +153,21 @@ class KeywordSpotter:
             86-88% of the enrolled words' clips and answer ``unknown`` to 97-100% of the others
             (BENCHMARKS.md); raise it where a false keyword costs more than a missed one.
         batch_size: Clips embedded per call.
+        false_alarms_per_hour: Instead of ``threshold``: the detections of other speech an hour
+            that the user accepts, shared equally among the keywords, each keyword's threshold
+            taken from the ``cohort`` (``tfresnet.kws.calibrate``).
+        cohort: The encoder's ``calibrate.Cohort`` (``load`` reads ``cohort.npz`` of a run folder).
     """
 
-    def __init__(self, encoder: keras.Model | LiteEncoder, threshold: float = 0.7, batch_size: int = 64):
+    def __init__(self, encoder: keras.Model | LiteEncoder, threshold: float = 0.7, batch_size: int = 64,
+                 false_alarms_per_hour: float | None = None, cohort: calibrate.Cohort | None = None):
         self.encoder, self.threshold, self.batch_size = encoder, threshold, batch_size
+        self.false_alarms_per_hour, self.cohort = false_alarms_per_hour, cohort
+        if false_alarms_per_hour is not None and false_alarms_per_hour <= 0:
+            raise ValueError(f"false_alarms_per_hour must be positive, got {false_alarms_per_hour}")
+        if false_alarms_per_hour is not None and cohort is None:
+            raise ValueError("a false-alarm rate needs the encoder's cohort of running speech: write it once with "
+                             "tfresnet-kws calibrate --model=RUN --data_dir=DATA")
         shape = encoder_input_shape(encoder)
         self.frames, self.num_mel_bins = int(shape[0]), int(shape[1])
         self.samples = logmel.clip_samples(self.frames)
@@ -164,9 +175,27 @@ class KeywordSpotter:
         self._compiled = None  # the Keras encoder's features -> embeddings, traced on first use
 
     @classmethod
-    def load(cls, path: str | os.PathLike, **kwargs) -> "KeywordSpotter":
-        """A spotter around ``load_encoder(path)``; ``kwargs`` go to the constructor."""
-        return cls(load_encoder(path), **kwargs)
+    def load(cls, path: str | os.PathLike, cohort: str | os.PathLike | None = None, **kwargs) -> "KeywordSpotter":
+        """A spotter around ``load_encoder(path)``, with the cohort file ``cohort`` (default: the
+        ``cohort.npz`` of the run folder, or beside the model file, if there is one); ``kwargs`` go
+        to the constructor."""
+        if cohort is None:
+            here = pathlib.Path(path) if pathlib.Path(path).is_dir() else pathlib.Path(path).parent
+            cohort = here / calibrate.COHORT_FILE if (here / calibrate.COHORT_FILE).is_file() else None
+        return cls(load_encoder(path), cohort=calibrate.Cohort.load(cohort) if cohort else None, **kwargs)
+
+    def thresholds(self) -> np.ndarray:
+        """Each enrolled keyword's threshold, in enrollment order: ``threshold`` for all, or the ones
+        the cohort gives for ``false_alarms_per_hour``."""
+        if self.false_alarms_per_hour is None:
+            return np.full(len(self.keywords), float(self.threshold))
+        return self.cohort.thresholds(list(self.keywords.values()), self.false_alarms_per_hour)
+
+    def calibrate(self, words: Sequence, noise: Sequence[np.ndarray] = (), hours: float = 2.0, seed: int = 0,
+                  hop: float = 0.05) -> calibrate.Cohort:
+        """Records this encoder's cohort (``calibrate.build_cohort``) and keeps it."""
+        self.cohort = calibrate.build_cohort(self, [_waveform(w) for w in words], noise, hours, seed=seed, hop=hop)
+        return self.cohort
 
     @property
     def clip_seconds(self) -> float:
@@ -212,8 +241,9 @@ class KeywordSpotter:
     def classify(self, clips: Iterable) -> list[Match]:
         """The best keyword of each clip, or ``unknown`` when its score is below the threshold."""
         names, scores = list(self.keywords), self.scores(clips)
-        best = scores.argmax(axis=1)
-        return [Match(names[b] if s[b] >= self.threshold else UNKNOWN, float(s[b])) for b, s in zip(best, scores)]
+        margins = scores - self.thresholds()  # the keyword furthest above its own threshold
+        best = margins.argmax(axis=1)
+        return [Match(names[b] if m[b] >= 0 else UNKNOWN, float(s[b])) for b, s, m in zip(best, scores, margins)]
 
     def stream(self, hop: float = 0.05, min_level_db: float = 10.0, **kwargs: Any) -> StreamingDetector:
         """A ``StreamingDetector`` of the keywords enrolled now: feed it audio as it arrives.
@@ -226,10 +256,13 @@ class KeywordSpotter:
         """
         if not self.keywords:
             raise ValueError("no keyword enrolled: call enroll(keyword, recordings) first")
+        if self.false_alarms_per_hour is not None and abs(self.cohort.hop - hop) > 1e-9:
+            raise ValueError(f"the cohort was recorded with hop {self.cohort.hop} s, not {hop} s: its rates are "
+                             "those of its hop")
         # A snapshot: keywords enrolled later are not this detector's (its score columns stay its names).
         names, prototypes = list(self.keywords), np.stack(list(self.keywords.values()))
-        return StreamingDetector(lambda waves: self.embed(waves) @ prototypes.T, names, self.samples, self.threshold,
-                                 hop, min_level_db, **kwargs)
+        return StreamingDetector(lambda waves: self.embed(waves) @ prototypes.T, names, self.samples,
+                                 self.thresholds(), hop, min_level_db, **kwargs)
 
     def detect(self, recording: str | os.PathLike | np.ndarray, hop: float = 0.05,
                min_level_db: float = 10.0) -> list[Detection]:

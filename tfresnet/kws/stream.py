@@ -6,31 +6,39 @@
             print(d.keyword, d.start, d.score)     # each detection once, as soon as it is confirmed
     detector.finish()                              # the end of the stream: what is still pending
 
-A clip-long window slides every ``hop`` seconds. Each window is scored (its best keyword's cosine)
+A clip-long window slides every ``hop`` seconds. Each window is scored (the cosine of each keyword)
 as soon as the audio it covers has arrived, in blocks of ``block`` windows whatever the chunks
-were, so any chunking gives the same scores, bit for bit. A window counts when its score reaches
-the threshold and its loudest 10 ms frame stands ``min_level_db`` above the noise floor (the 20th
-percentile of the frame levels of the last ``history_seconds``, up to the window's end: only the
-past, as a stream knows it). Windows that count and overlap (start less than a window apart) are
-one word. The best of them is the word once ``confirm_seconds`` of later windows did not beat it:
-it is reported then, and the later windows that overlap it are dropped as the same word. Its
-start is the word's onset inside its best window: the first 10 ms frame whose level rises 40% of
-the way from the floor to the window's loudest frame.
+were, so any chunking gives the same scores, bit for bit. A window counts when a keyword's score
+reaches that keyword's threshold (one cosine for all, or one per keyword: ``tfresnet.kws.calibrate``
+turns a false-alarm rate into them) and its loudest 10 ms frame stands ``min_level_db`` above the
+noise floor (the 20th percentile of the frame levels of the last ``history_seconds``, up to the
+window's end: only the past, as a stream knows it); its keyword is the one furthest above its
+threshold. Windows that count and overlap (start less than a window apart) are one word
+(``Words``). The best of them is the word once ``confirm_seconds`` of later windows did not beat
+it: it is reported then, and the later windows that overlap it are dropped as the same word. Its
+start is the word's onset inside its best window: the start of the longest run of 10 ms frames
+whose level rises 40% of the way from the floor to the window's loudest frame (running speech
+leaves the cut-off ends of the neighbouring words in a window, shorter than the word it holds whole).
 
 Memory stays bounded by one window, one block and the history of frame levels, however long the
-stream; ``KeywordSpotter.detect`` runs a recording of any length through it.
+stream; ``KeywordSpotter.detect`` runs a recording of any length through it. ``WindowRecorder``
+keeps each window's embedding and gate instead, and ``replay`` makes the same decisions from them
+for any keywords and thresholds (benchmarks and calibration embed a long stream once).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from tfresnet.kws.audio import SAMPLE_RATE
 
 FRAME = SAMPLE_RATE // 100  # 10 ms: the frames of the level (energy) track
+# Quieter stretches shorter than this (frames) stay inside a word: the closure of a stop consonant
+# ("dog", "visual"); the pauses between words of running speech are longer.
+GAP_FRAMES = 12
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +50,71 @@ class Detection:
     score: float
 
 
+def word_onset(loud: np.ndarray, gap: int = GAP_FRAMES) -> int:
+    """The first frame of the longest run of ``loud`` frames (runs closer than ``gap`` frames are one
+    word): in running speech a window holds its word whole and the cut-off ends of its neighbours."""
+    frames = np.flatnonzero(loud)
+    if not len(frames):
+        return 0
+    breaks = np.flatnonzero(np.diff(frames) > gap)
+    firsts = np.concatenate([[0], breaks + 1])
+    lasts = np.concatenate([breaks, [len(frames) - 1]])
+    longest = int(np.argmax(frames[lasts] - frames[firsts]))
+    return int(frames[firsts[longest]])
+
+
+class Words:
+    """Windows that count, in time order, to words: the grouping of the module docstring.
+
+    Pure bookkeeping (no audio), shared by the detector and ``replay``: call ``due(start)`` for
+    every scored window (or, equivalently, for each window that counts, before ``add``), ``add``
+    for each window that counts, ``finish`` at the end.
+
+    Args:
+        samples: The window in samples (windows whose starts are closer overlap).
+        confirm: Samples after its best window before a word is reported.
+    """
+
+    def __init__(self, samples: int, confirm: int):
+        self.samples, self.confirm = samples, confirm
+        self.reported = -10 * samples  # the best window of the last word reported
+        self.best: tuple[int, int, float, float, float] | None = None  # (start, keyword, onset s, score, margin)
+
+    def due(self, start: int) -> list[tuple]:
+        """The current word, if a window starting at ``start`` is more than ``confirm`` after its best."""
+        return [self._report()] if self.best is not None and start > self.best[0] + self.confirm else []
+
+    def add(self, window: tuple[int, int, float, float, float]) -> list[tuple]:
+        """A window that counts: ``(start, keyword index, onset s, score, margin above its threshold)``."""
+        start = window[0]
+        if start - self.reported < self.samples:  # overlaps the word reported last: the same word
+            return []
+        if self.best is not None and start - self.best[0] < self.samples:  # the same word, not yet reported
+            if window[4] > self.best[4]:
+                self.best = window
+            return []
+        found = [] if self.best is None else [self._report()]
+        self.best = window
+        return found
+
+    def finish(self) -> list[tuple]:
+        """The word still waiting, if any."""
+        return [self._report()] if self.best is not None else []
+
+    def _report(self) -> tuple:
+        found, self.best = self.best, None
+        self.reported = found[0]
+        return found
+
+
+def _thresholds(threshold: float | Sequence[float], keywords: int) -> np.ndarray:
+    out = np.broadcast_to(np.asarray(threshold, np.float64), (keywords,)).copy() if np.ndim(threshold) == 0 \
+        else np.asarray(threshold, np.float64)
+    if out.shape != (keywords,):
+        raise ValueError(f"{len(out)} thresholds for {keywords} keywords: give one, or one per keyword")
+    return out
+
+
 class StreamingDetector:
     """Finds enrolled keywords in audio fed chunk by chunk (the module docstring).
 
@@ -50,7 +123,7 @@ class StreamingDetector:
             (``KeywordSpotter.scores``).
         keywords: The keyword of each score column.
         samples: The window (the encoder's clip) in samples.
-        threshold: The score a window must reach.
+        threshold: The score a window must reach: one cosine, or one per keyword.
         hop: Seconds between windows.
         min_level_db: How far above the noise floor a window's loudest frame must be.
         history_seconds: The past the noise floor is taken over.
@@ -60,15 +133,15 @@ class StreamingDetector:
     """
 
     def __init__(self, scores: Callable[[np.ndarray], np.ndarray], keywords: Sequence[str], samples: int,
-                 threshold: float, hop: float = 0.05, min_level_db: float = 10.0, history_seconds: float = 30.0,
-                 block: int = 4, confirm_seconds: float = 0.25):
+                 threshold: float | Sequence[float], hop: float = 0.05, min_level_db: float = 10.0,
+                 history_seconds: float = 30.0, block: int = 4, confirm_seconds: float = 0.25):
         if hop <= 0 or block < 1 or history_seconds <= 0 or confirm_seconds < 0:
             raise ValueError(f"hop {hop}, block {block}, history_seconds {history_seconds} and confirm_seconds "
                              f"{confirm_seconds} must be positive")
-        self.confirm = int(confirm_seconds * SAMPLE_RATE)
-        self.reported = -10 * samples  # the best window of the last word reported
         self.score_fn, self.keywords, self.samples = scores, list(keywords), samples
-        self.threshold, self.min_level_db, self.block = threshold, min_level_db, block
+        self.thresholds = _thresholds(threshold, len(self.keywords))
+        self.min_level_db, self.block = min_level_db, block
+        self.words = Words(samples, int(confirm_seconds * SAMPLE_RATE))
         self.step = max(1, int(round(hop * SAMPLE_RATE)))
         self.history = int(history_seconds * 100)  # frames
         self.audio = np.zeros(0, np.float32)  # the stream from sample self.audio_start on
@@ -78,7 +151,6 @@ class StreamingDetector:
         self.fed = 0
         self.next_window = 0  # the start of the next window to score
         self.pending: list[int] = []  # window starts waiting for a full block
-        self.best: tuple[int, str, float, float] | None = None  # (window start, keyword, onset s, score)
         self.finished = False
 
     @property
@@ -118,9 +190,7 @@ class StreamingDetector:
             if len(self.pending) == self.block:
                 found += self._score_block()
         found += self._score_block() if self.pending else []
-        if self.best is not None:
-            found.append(self._report())
-        return found
+        return found + [self._detection(w) for w in self.words.finish()]
 
     # -- inside -----------------------------------------------------------------------------------
 
@@ -152,42 +222,117 @@ class StreamingDetector:
         starts, self.pending = self.pending, []
         waves = np.stack([self._window(s) for s in starts] + [np.zeros(self.samples, np.float32)]
                          * (self.block - len(starts)))  # padded: the same block size every time
-        scores = np.asarray(self.score_fn(waves))[:len(starts)]
+        rows = np.asarray(self.score_fn(waves))[:len(starts)]
         found = []
-        for start, row in zip(starts, scores):
-            found += self._consider(start, row)
-        # A best window that no window of the next confirm_seconds beat is the word.
-        if self.best is not None and self.next_window > self.best[0] + self.confirm:
-            found.append(self._report())
+        for start, row in zip(starts, rows):
+            found += [self._detection(w) for w in self._scored(start, row)]
         return found
 
-    def _consider(self, start: int, row: np.ndarray) -> list[Detection]:
-        """One scored window, in time order: a new best of the current word, a new word, or nothing."""
-        score = float(row.max())
-        if score < self.threshold:
-            return []
+    def _scored(self, start: int, row: np.ndarray) -> list[tuple]:
+        """One scored window, in time order: the word it confirms, if any, and the window if it counts."""
+        found = self.words.due(start)
+        margins = row - self.thresholds
+        best = int(margins.argmax())
+        if margins[best] < 0:
+            return found
+        gate = self._gate(start)
+        if gate is None:  # nothing rises above the noise: no word
+            return found
+        return found + self.words.add((start, best, gate, float(row[best]), float(margins[best])))
+
+    def _gate(self, start: int) -> float | None:
+        """The word's onset (seconds) if the window's loudest frame stands above the noise floor, else None."""
         end_frame = min((start + self.samples) // FRAME, self.levels_start + len(self.levels))
         frames = self.levels[start // FRAME - self.levels_start: end_frame - self.levels_start]
         past = self.levels[max(0, end_frame - self.history - self.levels_start): end_frame - self.levels_start]
         if not len(frames):
-            return []
+            return None
         floor = float(np.percentile(past, 20))
-        if frames.max() < floor + self.min_level_db:  # nothing rises above the noise: no word
-            return []
-        loud = np.flatnonzero(frames >= floor + 0.4 * (frames.max() - floor))
-        onset = (start + FRAME * (loud[0] if len(loud) else 0)) / SAMPLE_RATE
-        window = (start, self.keywords[int(row.argmax())], onset, score)
-        if start - self.reported < self.samples:  # overlaps the word reported last: the same word
-            return []
-        if self.best is not None and start - self.best[0] < self.samples:  # the same word, not yet reported
-            if score > self.best[3]:
-                self.best = window
-            return []
-        found = [] if self.best is None else [self._report()]
-        self.best = window
-        return found
+        if frames.max() < floor + self.min_level_db:
+            return None
+        return (start + FRAME * word_onset(frames >= floor + 0.4 * (frames.max() - floor))) / SAMPLE_RATE
 
-    def _report(self) -> Detection:
-        start, keyword, onset, score = self.best
-        self.reported, self.best = start, None
-        return Detection(keyword, onset, score)
+    def _detection(self, word: tuple) -> Detection:
+        _, keyword, onset, score, _ = word
+        return Detection(self.keywords[keyword], onset, score)
+
+
+@dataclasses.dataclass
+class Windows:
+    """The windows of a stream that pass the energy gate: what ``replay`` needs to decide again.
+
+    Attributes:
+        starts: Each window's first sample ``(windows,)``, in time order.
+        onsets: The onset (seconds) inside each window ``(windows,)``.
+        embeddings: Unit-length embeddings ``(windows, dim)``.
+        samples: The window in samples.
+        seconds: The length of the stream.
+    """
+
+    starts: np.ndarray
+    onsets: np.ndarray
+    embeddings: np.ndarray
+    samples: int
+    seconds: float
+
+
+class WindowRecorder(StreamingDetector):
+    """A detector that decides nothing: it keeps the embedding and onset of every window that passes
+    the energy gate (``windows()``), for ``replay`` with any keywords and thresholds.
+
+    Args:
+        embed: Waveforms ``(windows, samples)`` -> unit embeddings ``(windows, dim)``.
+        samples, hop, min_level_db, history_seconds, block: As ``StreamingDetector``'s.
+    """
+
+    def __init__(self, embed: Callable[[np.ndarray], np.ndarray], samples: int, hop: float = 0.05,
+                 min_level_db: float = 10.0, history_seconds: float = 30.0, block: int = 4):
+        super().__init__(embed, [], samples, np.zeros(0), hop, min_level_db, history_seconds, block)
+        self.kept: list[tuple[int, float, np.ndarray]] = []
+
+    def _scored(self, start: int, row: np.ndarray) -> list[tuple]:
+        gate = self._gate(start)
+        if gate is not None:
+            self.kept.append((start, gate, np.asarray(row, np.float32)))
+        return []
+
+    def windows(self) -> Windows:
+        """What was kept, after ``finish()``."""
+        if not self.finished:
+            raise ValueError("call finish() first: the last windows are scored at the end of the stream")
+        dim = self.kept[0][2].shape[0] if self.kept else 0
+        return Windows(np.array([k[0] for k in self.kept], np.int64), np.array([k[1] for k in self.kept]),
+                       np.stack([k[2] for k in self.kept]) if self.kept else np.zeros((0, dim), np.float32),
+                       self.samples, self.fed / SAMPLE_RATE)
+
+
+def replay(windows: Windows, prototypes: np.ndarray, thresholds: float | Sequence[float],
+           keywords: Iterable[str] | None = None, confirm_seconds: float = 0.25,
+           scores: np.ndarray | None = None) -> list[Detection]:
+    """The detections a ``StreamingDetector`` with these prototypes and thresholds makes on the
+    stream ``windows`` was recorded from (the same, detection for detection: tested).
+
+    Args:
+        windows: A ``WindowRecorder``'s.
+        prototypes: Unit-length keyword prototypes ``(keywords, dim)``.
+        thresholds: One cosine, or one per keyword.
+        keywords: Their names (default ``"0", "1", ...``).
+        confirm_seconds: As the detector's.
+        scores: ``windows.embeddings @ prototypes.T``, when the caller has it (replays at many thresholds).
+    """
+    prototypes = np.atleast_2d(np.asarray(prototypes, np.float32))
+    names = list(keywords) if keywords is not None else [str(i) for i in range(len(prototypes))]
+    scores = windows.embeddings @ prototypes.T if scores is None else scores
+    margins = scores - _thresholds(thresholds, len(prototypes))
+    best = margins.argmax(axis=1) if len(margins) else np.zeros(0, np.int64)
+    rows = np.arange(len(best))
+    counting = np.flatnonzero(margins[rows, best] >= 0)
+    words, found = Words(windows.samples, int(confirm_seconds * SAMPLE_RATE)), []
+    # Plain Python numbers: the loop runs over every window that counts, hundreds of thousands in a
+    # benchmark's hours.
+    columns = best[counting]
+    for start, k, onset, score, margin in zip(windows.starts[counting].tolist(), columns.tolist(),
+                                              windows.onsets[counting].tolist(),
+                                              scores[counting, columns].tolist(), margins[counting, columns].tolist()):
+        found += words.due(start) + words.add((start, k, onset, score, margin))  # due() as for every window
+    return [Detection(names[k], onset, score) for _, k, onset, score, _ in found + words.finish()]

@@ -138,6 +138,43 @@ def test_word_splicer_joins_the_start_of_one_word_to_the_end_of_another_by_the_s
         clip_augment.WordSplicer(waves[:1], labels[:1], speakers[:1], 0.5)
 
 
+def test_context_words_surround_a_word_with_the_cut_off_ends_of_other_words_by_its_speaker():
+    spans = [(0.2, 0.6), (0.3, 0.5), (0.1, 0.8)] * 2
+    freqs, amplitudes = [500, 1500, 3000] * 2, [0.5] * 3 + [0.1] * 3
+    waves, labels = _tones(spans, freqs, amplitudes), np.array([0, 1, 2] * 2, np.int32)
+    speakers = np.array(["loud"] * 3 + ["quiet"] * 3)
+    context = clip_augment.ContextWords(waves, labels, speakers, probability=0.99)
+    assert context.num_classes == 3
+    surrounded, classes = context(np.arange(6), np.random.default_rng(3))
+    np.testing.assert_array_equal(classes, labels)  # the class stays the word's
+    def runs_of(wave):  # stretches of sound (a 5 ms envelope: a tone crosses zero)
+        loud = np.convolve(np.abs(wave) > 1e-3, np.ones(80), "same") > 0
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], loud.astype(int), [0]])))
+        return list(zip(edges[::2], edges[1::2]))
+
+    neighbours = 0
+    for row in range(6):
+        runs = runs_of(surrounded[row])
+        (a0, b0), = runs_of(waves[row])  # the word alone
+        own = [r for r in runs if abs(r[1] - r[0] - (b0 - a0)) <= 2]
+        assert own and _frequency(surrounded[row, own[0][0]:own[0][1]]) == pytest.approx(freqs[row], abs=25)
+        for a, b in runs:  # every run is a word of this speaker; the others are other words
+            assert np.abs(surrounded[row, a:b]).max() == pytest.approx(amplitudes[row], rel=0.02)
+            if (a, b) != own[0]:
+                neighbours += 1
+                if b - a > 200:  # long enough to hear its pitch
+                    assert _frequency(surrounded[row, a:b]) != pytest.approx(freqs[row], abs=25)
+                gap = own[0][0] - b if b <= own[0][0] else a - own[0][1]
+                assert 0.15 * A.SAMPLE_RATE - 100 <= gap <= 0.6 * A.SAMPLE_RATE  # a natural pause away
+    assert neighbours >= 3  # a one-second clip leaves room for them beside the shorter words
+    kept, _ = clip_augment.ContextWords(waves, labels, speakers, 0.0)(np.array([4, 0]), np.random.default_rng(0))
+    np.testing.assert_array_equal(kept, waves[[4, 0]])
+    # Around pseudo-words: the splicer makes the batch, with its classes.
+    splicer = clip_augment.WordSplicer(waves, labels, speakers, probability=0.5)
+    both = clip_augment.ContextWords(waves, labels, speakers, 0.5, compose=splicer)
+    assert both.num_classes == 9 and both(np.arange(6), np.random.default_rng(0))[1].max() < 9
+
+
 def test_features_are_log_mel_standardised_per_clip():
     waves, _ = A.synthetic_keywords(2, 1, seconds=1.0)
     feats = logmel.features(tf.constant(waves)).numpy()

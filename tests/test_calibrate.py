@@ -49,7 +49,7 @@ def windows_with_scores(scores, seed=0):
     order = np.random.default_rng(seed).permutation(len(scores))
     embeddings = np.stack([scores, np.sqrt(1 - scores ** 2)], axis=1)[order]
     starts = np.arange(len(scores)) * 2 * RATE
-    return stream.Windows(starts, starts / RATE, embeddings, RATE, seconds=len(scores) * 2.0)
+    return stream.Windows(starts, starts / RATE, embeddings, RATE, seconds=len(scores) * 2.0, step=800)
 
 
 def test_thresholds_give_the_asked_rate_counted_and_in_the_fitted_tail():
@@ -78,7 +78,7 @@ def test_a_keyword_near_common_words_gets_a_higher_threshold_and_a_cohort_file_r
     dirs = rng.normal([1, 0, 0], 0.3, (2000, 3))
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
     starts = np.arange(2000) * 2 * RATE
-    windows = stream.Windows(starts, starts / RATE, dirs.astype(np.float32), RATE, 4000.0)
+    windows = stream.Windows(starts, starts / RATE, dirs.astype(np.float32), RATE, 4000.0, 800)
     cohort = calibrate.Cohort(windows, hop=0.05)
     a, b = np.array([0.9, 0.436, 0]), np.array([0, 0.6, 0.8])
     ta, tb = cohort.thresholds([a / np.linalg.norm(a), b / np.linalg.norm(b)], 20)

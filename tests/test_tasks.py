@@ -12,6 +12,7 @@ from tfresnet import tasks, training
 from tfresnet.config import TrainConfig
 from tfresnet.engine import runtime
 from tfresnet.kws import audio, episodes, logmel
+from tfresnet.kws import augment as clip_augment
 from tfresnet.models import protores
 
 SMALL = {"widths": [16, 16, 16], "bins_as_channels": True}  # the synthetic keywords need no more
@@ -153,6 +154,23 @@ def test_splice_words_trains_over_pseudo_words_of_every_pair_of_training_words(t
     assert np.isfinite(loop(task.train_iterator(0), tf.constant(2)).numpy()).all()
 
 
+def test_context_words_surround_training_words_and_keep_batches_a_function_of_the_seed(tmp_path):
+    """context_words (clip_augment.ContextWords): the classes stay the words, batches change, and
+    batch i is still a pure function of the seed and i (exact resume)."""
+    plain = _task(tmp_path / "plain", tf.distribute.get_strategy(), False, fewshot_loss="cosine_softmax",
+                  batch_size=16)[0]
+    task, _, loop, _ = _task(tmp_path / "ctx", tf.distribute.get_strategy(), False, fewshot_loss="cosine_softmax",
+                             batch_size=16, context_words=0.5)
+    assert task.word_classes == plain.word_classes == 48
+    first, again, before = next(task.train_iterator(3)), next(task.train_iterator(3)), next(plain.train_iterator(3))
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], before[1])  # the same words drawn, with the same classes
+    # (The synthetic chirps fill their clips: no room for neighbours, so the features are the same;
+    # what surrounding does is tests/test_audio.py's.)
+    assert isinstance(task.splicer, clip_augment.ContextWords) and task.splicer.probability == 0.5
+    assert np.isfinite(loop(task.train_iterator(0), tf.constant(2)).numpy()).all()
+
+
 def test_extra_words_dir_adds_its_words_to_the_word_classifier(tmp_path):
     """extra_words_dir: a folder of more training words (benchmarks/kws_words.py) joins the
     training words as classes of their own; the held-out speakers and words stay unheard."""
@@ -199,4 +217,8 @@ def test_fewshot_checks_its_inputs_before_touching_the_model_dir(tmp_path):
         training.Run(fewshot_config(tmp_path, fewshot_loss="cosine_softmax", splice_cut=0.2))
     with pytest.raises(ValueError, match="splice_words .* needs fewshot_loss=cosine_softmax \\(got prototypical\\)"):
         training.Run(fewshot_config(tmp_path, splice_words=0.5))
+    with pytest.raises(ValueError, match="context_words must be in \\[0, 1\\)"):
+        training.Run(fewshot_config(tmp_path, fewshot_loss="cosine_softmax", context_words=1.0))
+    with pytest.raises(ValueError, match="context_words .* needs fewshot_loss=cosine_softmax \\(got prototypical\\)"):
+        training.Run(fewshot_config(tmp_path, context_words=0.5))
     assert not (tmp_path / "run").exists()

@@ -42,7 +42,7 @@ def _choice(field: str, value: str, options: tuple[str, ...]) -> None:
 # None: any true value of that field). Set to anything but their default under another choice they
 # would be ignored without a word, so TrainConfig refuses them, naming both (one rule for all).
 _FEWSHOT_ONLY = ("n_way", "k_shot", "n_query", "episodes_per_epoch", "eval_episodes", "train_n_way", "fewshot_loss",
-                 "logit_scale", "margin", "splice_words", "splice_cut", "extra_words_dir", "metric", "time_shift",
+                 "logit_scale", "margin", "splice_words", "splice_cut", "context_words", "extra_words_dir", "metric", "time_shift",
                  "noise_probability", "noise_snr_db", "spec_augment", "speed", "formant")
 _CLASSIFY_ONLY = ("pretrained", "freeze_backbone_epochs", "backbone_lr_scale", "classes", "examples_per_class",
                   "image_size", "augment", "bad_images", "data_service", "mixup", "cutmix", "randaugment_ops",
@@ -352,6 +352,12 @@ class FewShotOptions:
                                       "off).")
     # 0 (the middle) keeps each pseudo-word one sequence of sounds; 0.25 measured 2 points lower.
     splice_cut: float = option(0.0, "Few-shot: splice_words cuts each word at 0.5 +- this of its speech (uniform).")
+    # A window of running speech holds the cut-off ends of the words before and after its own; an
+    # encoder that only ever heard one word in silence takes them for part of the word
+    # (tfresnet.kws.augment.ContextWords, BENCHMARKS.md).
+    context_words: float = option(0.0, "Few-shot: share of cosine_softmax training clips given the cut-off ends "
+                                       "of other words by the same speaker before and after their word, as in "
+                                       "running speech (0: off).")
     # The 20 training words teach the encoder what tells those 20 apart; hundreds of words in the
     # training speakers' voices teach it what tells words apart (BENCHMARKS.md).
     extra_words_dir: str | None = option(None, "Few-shot: a Speech Commands folder of more training words (no "
@@ -385,6 +391,8 @@ class FewShotOptions:
             raise ValueError(f"splice_words must be in [0, 1) (a share of the clips), got {self.splice_words}")
         if not 0 <= self.splice_cut < 0.5:
             raise ValueError(f"splice_cut must be in [0, 0.5), got {self.splice_cut}")
+        if not 0 <= self.context_words < 1:
+            raise ValueError(f"context_words must be in [0, 1) (a share of the clips), got {self.context_words}")
         if self.splice_cut and not self.splice_words:
             raise ValueError(f"splice_cut {self.splice_cut} has nothing to cut: set splice_words too")
         if not 0 <= self.noise_probability <= 1:

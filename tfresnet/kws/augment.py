@@ -146,6 +146,34 @@ def speech_spans(waveforms: np.ndarray, floor_db: float = 35.0) -> np.ndarray:
     return np.stack([first, last], axis=1) * frame
 
 
+class Partners:
+    """Another word's clip for a clip: by the same speaker if they said one, else by anyone.
+
+    Args:
+        labels: ``(clips,)`` int words.
+        speakers: ``(clips,)`` speaker of each clip.
+    """
+
+    def __init__(self, labels: np.ndarray, speakers: np.ndarray):
+        self.labels = np.asarray(labels)
+        # Each speaker's clips, in index order: partners are looked up per drawn clip, so that tens
+        # of thousands of clips (Speech Commands) cost no table of every pair.
+        _, self.speaker_of = np.unique(np.asarray(speakers), return_inverse=True)
+        order = np.argsort(self.speaker_of, kind="stable")
+        self.by_speaker = np.split(order, np.cumsum(np.bincount(self.speaker_of))[:-1])
+
+    def partner(self, first: int, rng: np.random.Generator) -> int:
+        """A clip of a word other than clip ``first``'s."""
+        group = self.by_speaker[self.speaker_of[first]]
+        same = group[self.labels[group] != self.labels[first]]
+        if len(same):
+            return int(rng.choice(same))
+        while True:  # other words are most clips: a few draws at most
+            second = int(rng.integers(len(self.labels)))
+            if self.labels[second] != self.labels[first]:
+                return second
+
+
 class WordSplicer:
     """Pseudo-words for training an encoder on few words: the start of one word joined to the end
     of another, said by the same speaker.
@@ -188,11 +216,7 @@ class WordSplicer:
         self.waveforms, self.labels = waveforms, labels
         self.probability, self.cut = probability, cut
         self.spans = speech_spans(waveforms)
-        # Each speaker's clips, in index order: partners are looked up per drawn clip, so that tens
-        # of thousands of clips (Speech Commands) cost no table of every pair.
-        _, self.speaker_of = np.unique(np.asarray(speakers), return_inverse=True)
-        order = np.argsort(self.speaker_of, kind="stable")
-        self.by_speaker = np.split(order, np.cumsum(np.bincount(self.speaker_of))[:-1])
+        self.partners = Partners(labels, speakers)
 
     @property
     def num_classes(self) -> int:
@@ -212,14 +236,7 @@ class WordSplicer:
 
     def partner(self, first: int, rng: np.random.Generator) -> int:
         """A clip of another word: by the same speaker if they said one, else by anyone."""
-        group = self.by_speaker[self.speaker_of[first]]
-        same = group[self.labels[group] != self.labels[first]]
-        if len(same):
-            return int(rng.choice(same))
-        while True:  # other words are most clips: a few draws at most
-            second = int(rng.integers(len(self.labels)))
-            if self.labels[second] != self.labels[first]:
-                return second
+        return self.partners.partner(first, rng)
 
     def splice(self, first: int, second: int, cuts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Clip ``first`` up to ``cuts[0]`` of its speech, then clip ``second`` from ``cuts[1]`` of its own."""
@@ -239,3 +256,66 @@ class WordSplicer:
         start = rng.integers(0, samples - len(word) + 1)
         out[start:start + len(word)] = word
         return out
+
+
+class ContextWords:
+    """Running speech around a training word: the cut-off end of a word said before it and the
+    start of one said after it, by the same speaker, at a natural pause.
+
+    A one-second window of running speech holds its word whole and, at its edges, parts of the
+    neighbouring words; an encoder trained on words alone in silence takes those parts for part of
+    the word. With ``probability`` a drawn clip's word (``speech_spans``) is placed at a random
+    start, and the speech of two other words of the same speaker (other words than its own) fills
+    the clip before and after it, ``pause`` seconds away; the class stays the word's.
+
+    Args:
+        waveforms: ``(clips, samples)`` training clips.
+        labels: ``(clips,)`` int words.
+        speakers: ``(clips,)`` speaker of each clip.
+        probability: Share of clips surrounded, in [0, 1).
+        pause: The range of the pauses (seconds) between the words.
+        compose: Makes the batch first (``WordSplicer``): its clips are surrounded.
+    """
+
+    def __init__(self, waveforms: np.ndarray, labels: np.ndarray, speakers: np.ndarray, probability: float,
+                 pause: tuple[float, float] = (0.15, 0.6), compose=None):
+        if not 0 <= probability < 1:
+            raise ValueError(f"context probability must be in [0, 1), got {probability}")
+        self.waveforms, self.labels, self.probability, self.compose = waveforms, np.asarray(labels), probability, compose
+        self.pause = (int(pause[0] * SAMPLE_RATE), int(pause[1] * SAMPLE_RATE))
+        self.spans = speech_spans(waveforms)
+        self.partners = Partners(self.labels, speakers)
+
+    @property
+    def num_classes(self) -> int:
+        return self.compose.num_classes if self.compose else int(self.labels.max()) + 1
+
+    def __call__(self, pick: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The clips ``pick`` (composed first, if given), each surrounded with ``probability``."""
+        waves, classes = self.compose(pick, rng) if self.compose else (self.waveforms[pick].copy(), self.labels[pick])
+        spans = speech_spans(waves)
+        for row, index in enumerate(pick):
+            if rng.random() < self.probability:
+                waves[row] = self.surround(waves[row], spans[row], int(index), rng)
+        return waves, np.asarray(classes, np.int32)
+
+    def surround(self, wave: np.ndarray, span: np.ndarray, index: int, rng: np.random.Generator) -> np.ndarray:
+        """``wave``'s word at a random start, the end of another word before it and the start of one after."""
+        samples = len(wave)
+        word = wave[span[0]:span[1]]
+        out = np.zeros(samples, np.float32)
+        start = int(rng.integers(0, samples - len(word) + 1))
+        out[start:start + len(word)] = word
+        end_before = start - int(rng.integers(*self.pause))
+        if end_before > 0:
+            before = self._speech(self.partners.partner(index, rng))[-end_before:]
+            out[end_before - len(before):end_before] = before
+        begin_after = start + len(word) + int(rng.integers(*self.pause))
+        if begin_after < samples:
+            after = self._speech(self.partners.partner(index, rng))[:samples - begin_after]
+            out[begin_after:begin_after + len(after)] = after
+        return out
+
+    def _speech(self, index: int) -> np.ndarray:
+        lo, hi = self.spans[index]
+        return self.waveforms[index, lo:hi]

@@ -195,9 +195,10 @@ class Cohort:
         """A saved cohort; a one-line error naming the file if it is not one."""
         try:
             with np.load(path) as f:
+                hop = float(f["hop"])
                 windows = Windows(f["starts"], f["onsets"].astype(np.float64), f["embeddings"].astype(np.float32),
-                                  int(f["samples"]), float(f["seconds"]))
-                return cls(windows, float(f["hop"]))
+                                  int(f["samples"]), float(f["seconds"]), max(1, int(round(hop * SAMPLE_RATE))))
+                return cls(windows, hop)
         except (OSError, ValueError, KeyError) as err:
             what = files.describe(path) if pathlib.Path(path).exists() else "missing"
             raise ValueError(f"{path}: not a cohort file ({what}: {err}; tfresnet-kws calibrate writes one)") from None

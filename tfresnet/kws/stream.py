@@ -66,9 +66,9 @@ def word_onset(loud: np.ndarray, gap: int = GAP_FRAMES) -> int:
 class Words:
     """Windows that count, in time order, to words: the grouping of the module docstring.
 
-    Pure bookkeeping (no audio), shared by the detector and ``replay``: call ``due(start)`` for
-    every scored window (or, equivalently, for each window that counts, before ``add``), ``add``
-    for each window that counts, ``finish`` at the end.
+    Pure bookkeeping (no audio), shared by the detector and ``replay``: ``add`` each window that
+    counts, in time order; ``due(next_window)`` after each block of windows is scored; ``finish``
+    at the end.
 
     Args:
         samples: The window in samples (windows whose starts are closer overlap).
@@ -80,9 +80,9 @@ class Words:
         self.reported = -10 * samples  # the best window of the last word reported
         self.best: tuple[int, int, float, float, float] | None = None  # (start, keyword, onset s, score, margin)
 
-    def due(self, start: int) -> list[tuple]:
-        """The current word, if a window starting at ``start`` is more than ``confirm`` after its best."""
-        return [self._report()] if self.best is not None and start > self.best[0] + self.confirm else []
+    def due(self, next_window: int) -> list[tuple]:
+        """The current word, if the next window to score starts more than ``confirm`` after its best."""
+        return [self._report()] if self.best is not None and next_window > self.best[0] + self.confirm else []
 
     def add(self, window: tuple[int, int, float, float, float]) -> list[tuple]:
         """A window that counts: ``(start, keyword index, onset s, score, margin above its threshold)``."""
@@ -225,20 +225,20 @@ class StreamingDetector:
         rows = np.asarray(self.score_fn(waves))[:len(starts)]
         found = []
         for start, row in zip(starts, rows):
-            found += [self._detection(w) for w in self._scored(start, row)]
-        return found
+            found += self._scored(start, row)
+        # A best window that no window of the next confirm_seconds beat is the word.
+        return [self._detection(w) for w in found + self.words.due(self.next_window)]
 
     def _scored(self, start: int, row: np.ndarray) -> list[tuple]:
-        """One scored window, in time order: the word it confirms, if any, and the window if it counts."""
-        found = self.words.due(start)
+        """One scored window, in time order: the word it ends, if it starts a new one."""
         margins = row - self.thresholds
         best = int(margins.argmax())
         if margins[best] < 0:
-            return found
+            return []
         gate = self._gate(start)
         if gate is None:  # nothing rises above the noise: no word
-            return found
-        return found + self.words.add((start, best, gate, float(row[best]), float(margins[best])))
+            return []
+        return self.words.add((start, best, gate, float(row[best]), float(margins[best])))
 
     def _gate(self, start: int) -> float | None:
         """The word's onset (seconds) if the window's loudest frame stands above the noise floor, else None."""
@@ -267,6 +267,7 @@ class Windows:
         embeddings: Unit-length embeddings ``(windows, dim)``.
         samples: The window in samples.
         seconds: The length of the stream.
+        step: Samples between windows (the hop).
     """
 
     starts: np.ndarray
@@ -274,6 +275,7 @@ class Windows:
     embeddings: np.ndarray
     samples: int
     seconds: float
+    step: int
 
 
 class WindowRecorder(StreamingDetector):
@@ -303,11 +305,11 @@ class WindowRecorder(StreamingDetector):
         dim = self.kept[0][2].shape[0] if self.kept else 0
         return Windows(np.array([k[0] for k in self.kept], np.int64), np.array([k[1] for k in self.kept]),
                        np.stack([k[2] for k in self.kept]) if self.kept else np.zeros((0, dim), np.float32),
-                       self.samples, self.fed / SAMPLE_RATE)
+                       self.samples, self.fed / SAMPLE_RATE, self.step)
 
 
 def replay(windows: Windows, prototypes: np.ndarray, thresholds: float | Sequence[float],
-           keywords: Iterable[str] | None = None, confirm_seconds: float = 0.25,
+           keywords: Iterable[str] | None = None, confirm_seconds: float = 0.25, block: int = 4,
            scores: np.ndarray | None = None) -> list[Detection]:
     """The detections a ``StreamingDetector`` with these prototypes and thresholds makes on the
     stream ``windows`` was recorded from (the same, detection for detection: tested).
@@ -317,7 +319,7 @@ def replay(windows: Windows, prototypes: np.ndarray, thresholds: float | Sequenc
         prototypes: Unit-length keyword prototypes ``(keywords, dim)``.
         thresholds: One cosine, or one per keyword.
         keywords: Their names (default ``"0", "1", ...``).
-        confirm_seconds: As the detector's.
+        confirm_seconds, block: As the detector's (its windows are scored, and words confirmed, a block at a time).
         scores: ``windows.embeddings @ prototypes.T``, when the caller has it (replays at many thresholds).
     """
     prototypes = np.atleast_2d(np.asarray(prototypes, np.float32))
@@ -331,8 +333,11 @@ def replay(windows: Windows, prototypes: np.ndarray, thresholds: float | Sequenc
     # Plain Python numbers: the loop runs over every window that counts, hundreds of thousands in a
     # benchmark's hours.
     columns = best[counting]
+    span = block * windows.step  # the detector confirms words after each block of windows
     for start, k, onset, score, margin in zip(windows.starts[counting].tolist(), columns.tolist(),
                                               windows.onsets[counting].tolist(),
                                               scores[counting, columns].tolist(), margins[counting, columns].tolist()):
-        found += words.due(start) + words.add((start, k, onset, score, margin))  # due() as for every window
+        # The last check before this window's block: after the block before it (windows that do not
+        # count change nothing in between).
+        found += words.due(start // span * span) + words.add((start, k, onset, score, margin))
     return [Detection(names[k], onset, score) for _, k, onset, score, _ in found + words.finish()]

@@ -62,6 +62,9 @@ class FewShotTask(Task):
         if cfg.splice_words and not self.words:
             raise ValueError("splice_words makes pseudo-words for the word classifier: it needs "
                              f"fewshot_loss=cosine_softmax (got {cfg.fewshot_loss})")
+        if cfg.context_words and not self.words:
+            raise ValueError("context_words surrounds the word classifier's training clips: it needs "
+                             f"fewshot_loss=cosine_softmax (got {cfg.fewshot_loss})")
 
     def eval_split(self, training: bool) -> str:
         # The validation keywords pick the checkpoint; the test keywords are only reported.
@@ -83,6 +86,9 @@ class FewShotTask(Task):
             if self.words and cfg.splice_words:
                 self.splicer = clip_augment.WordSplicer(train_clips.waveforms, self.word_labels, train_clips.speakers,
                                                  cfg.splice_words, cfg.splice_cut)
+            if self.words and cfg.context_words:  # around the (maybe spliced) words
+                self.splicer = clip_augment.ContextWords(train_clips.waveforms, self.word_labels, train_clips.speakers,
+                                                         cfg.context_words, compose=self.splicer)
         if not training or cfg.mode != "train":
             self.eval_clips = audio.split_of(clips, cfg.dataset, self.eval_split(training))
         self.noise = np.concatenate(clips.noise) if clips.noise else None

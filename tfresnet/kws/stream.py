@@ -319,7 +319,8 @@ def replay(windows: Windows, prototypes: np.ndarray, thresholds: float | Sequenc
         prototypes: Unit-length keyword prototypes ``(keywords, dim)``.
         thresholds: One cosine, or one per keyword.
         keywords: Their names (default ``"0", "1", ...``).
-        confirm_seconds, block: As the detector's (its windows are scored, and words confirmed, a block at a time).
+        confirm_seconds: As the detector's.
+        block: As the detector's (its windows are scored, and words confirmed, a block at a time).
         scores: ``windows.embeddings @ prototypes.T``, when the caller has it (replays at many thresholds).
     """
     prototypes = np.atleast_2d(np.asarray(prototypes, np.float32))

@@ -32,15 +32,11 @@ import numpy as np  # noqa: E402
 RATE = 16_000
 
 
-def trimmed(wave: np.ndarray) -> np.ndarray:
-    """The spoken part of a clip (the shared clips are digital silence around the word)."""
-    loud = np.flatnonzero(np.abs(wave) > 1e-3)
-    return wave[loud[0]: loud[-1] + 1] if len(loud) else wave
-
-
 def build_stream(test, keywords: list[str], enrolled_speakers: set, seconds: float, snr_db: float, noise, seed: int):
     """``(waveform, said)``: running speech of the speakers not enrolled from, and the keywords said
     in it as ``(keyword, start s, end s)``."""
+    from tfresnet.kws.calibrate import trimmed  # noqa: PLC0415
+
     rng = np.random.default_rng(seed)
     others = [i for i in range(len(test.labels)) if test.speakers[i] not in enrolled_speakers]
     is_keyword = np.array([test.keywords[test.labels[i]] in keywords for i in others])

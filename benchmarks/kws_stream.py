@@ -84,16 +84,6 @@ def other_words() -> list[str]:
     return words
 
 
-def held_out_voices(speakers_tsv) -> list[dict[str, str]]:
-    """The rows of ``SPEAKERS.tsv`` of the held-out speakers (those the encoder never heard)."""
-    import csv  # noqa: PLC0415
-
-    with open(speakers_tsv, newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    held = audio.held_out_speakers(r["speaker"] for r in rows)
-    return sorted((r for r in rows if r["speaker"] in held), key=lambda r: r["speaker"])
-
-
 def _render(job) -> tuple[str, str, int, np.ndarray]:
     """One word by one voice, its ``take``-th time: the voice's pitch, speed and gain varied a little."""
     maker_path, word, voice, take = job
@@ -222,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     data_dir, out = pathlib.Path(args.data_dir), pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    voices = held_out_voices(data_dir / "SPEAKERS.tsv")
+    voices = sorted(kws_words.training_voices(data_dir / "SPEAKERS.tsv", held_out=True), key=lambda r: r["speaker"])
     enrollers = {v["speaker"] for v in voices[::2]}  # half enroll (their shared clips), half speak the stream
     stream_voices = [v for v in voices if v["speaker"] not in enrollers]
     words = other_words()[:args.words or None]

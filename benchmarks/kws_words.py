@@ -97,14 +97,15 @@ def dictionary_words(lines) -> list[str]:
     return usable_words(w for w in (line.strip() for line in lines) if re.fullmatch(r"[a-z]{3,9}", w))
 
 
-def training_voices(speakers_tsv: str | pathlib.Path) -> list[dict[str, str]]:
-    """The rows of ``SPEAKERS.tsv`` of the training speakers: those ``held_out_speakers`` leaves in."""
+def training_voices(speakers_tsv: str | pathlib.Path, held_out: bool = False) -> list[dict[str, str]]:
+    """The rows of ``SPEAKERS.tsv`` of the training speakers: those ``held_out_speakers`` leaves in
+    (with ``held_out``, the others: the voices only test data may be rendered in)."""
     with open(speakers_tsv, newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     if not rows or "speaker" not in rows[0]:
         raise ValueError(f"{speakers_tsv}: expected a tab-separated table with a 'speaker' column")
-    held_out = audio.held_out_speakers(r["speaker"] for r in rows)
-    return [r for r in rows if r["speaker"] not in held_out]
+    held = audio.held_out_speakers(r["speaker"] for r in rows)
+    return [r for r in rows if (r["speaker"] in held) == held_out]
 
 
 @functools.lru_cache(maxsize=None)  # once per worker process, not once per word

@@ -96,12 +96,6 @@ def test_enroll_one_speaker_then_classify_other_speakers(run, clips):
         spotter.enroll("dog", list(test.waveforms[:6]))
 
 
-def trimmed(wave):
-    """The spoken part of a clip (the shared clips are digital silence around the word)."""
-    loud = np.flatnonzero(np.abs(wave) > 1e-3)
-    return wave[loud[0]: loud[-1] + 1]
-
-
 @pytest.mark.needs_keywords
 @pytest.mark.slow
 def test_detect_finds_keywords_at_known_times_in_a_long_noisy_recording(run, clips, tmp_path):
@@ -118,7 +112,8 @@ def test_detect_finds_keywords_at_known_times_in_a_long_noisy_recording(run, cli
     for speaker in speakers[:3]:  # none of them enrolled
         recording = 0.01 * noise / noise.std()
         for word, onset in zip(words, onsets):
-            said = trimmed(test.waveforms[(test.labels == test.keywords.index(word)) & (test.speakers == speaker)][0])
+            clip = test.waveforms[(test.labels == test.keywords.index(word)) & (test.speakers == speaker)][0]
+            said = calibrate.trimmed(clip)
             start = int(onset * audio.SAMPLE_RATE)
             recording[start: start + len(said)] += said
         path = tmp_path / f"long_{speaker}.wav"

@@ -144,11 +144,9 @@ def embed_condition(spotter, rendered, words, speakers, noise, level, snr, hours
         said = json.loads(cache.with_suffix(".json").read_text())
         return saved.windows, [tuple(s) for s in said]
     speech, said = build_stream(rendered, words, speakers, hours, seed)
-    recorder = stream.WindowRecorder(spotter.embed, spotter.samples, hop, block=64)
-    for start, phrase in speech:
-        recorder.feed(calibrate.with_noise(phrase, start, noise, level / 10 ** (snr / 20)))
-    recorder.finish()
-    windows = recorder.windows()
+    rms = level / 10 ** (snr / 20)
+    windows = calibrate.record_windows(spotter.embed, spotter.samples,
+                                       (calibrate.with_noise(phrase, start, noise, rms) for start, phrase in speech), hop)
     calibrate.Cohort(windows, hop).save(cache)
     cache.with_suffix(".json").write_text(json.dumps(said))
     return windows, said

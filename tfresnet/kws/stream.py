@@ -108,8 +108,8 @@ class Words:
 
 
 def _thresholds(threshold: float | Sequence[float], keywords: int) -> np.ndarray:
-    out = np.broadcast_to(np.asarray(threshold, np.float64), (keywords,)).copy() if np.ndim(threshold) == 0 \
-        else np.asarray(threshold, np.float64)
+    out = np.asarray(threshold, np.float64)
+    out = np.full(keywords, float(out)) if out.ndim == 0 else out
     if out.shape != (keywords,):
         raise ValueError(f"{len(out)} thresholds for {keywords} keywords: give one, or one per keyword")
     return out

@@ -178,9 +178,11 @@ def test_readme_benchmark_command(command, tmp_path, capsys, monkeypatch, reques
         assert again.returncode == 0 and before == after
     elif script == "predict_throughput.py":
         result = json.loads(result_file.read_text())
-        assert {k: len(v) for k, v in result["rounds"].items()} == {"predict": 1, "model.predict": 1}
-        assert min(result["images_per_sec"].values()) > 0 and result["paired_ratio"] > 0
-        assert "tfresnet.predict from .png files: " in out and "predict / model.predict" in out
+        assert result["batch"] == 256  # 28x28 digits: images_per_call's largest batch
+        assert {k: len(v) for k, v in result["rounds"].items()} == {
+            "predict": 1, "model.predict": 1, "model.predict, batch 256": 1}
+        assert min(result["images_per_sec"].values()) > 0 and min(result["paired_ratio"].values()) > 0
+        assert "tfresnet.predict from .png files, batch 256: " in out and "predict / it" in out
     elif script == "kws_realtime.py":
         result = json.loads(result_file.read_text())
         assert set(result["encoders"]) == {"keras", "int8"} and result["stream_seconds"] >= 20

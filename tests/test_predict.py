@@ -14,7 +14,7 @@ from conftest import image_folder, pytorch_weights_file
 from tfresnet import data, training
 from tfresnet.config import TrainConfig
 from tfresnet.core.errors import BadInput
-from tfresnet.predict import Classifier, image_files
+from tfresnet.predict import Classifier, image_files, images_per_call
 from tfresnet.weights import classes
 
 
@@ -37,6 +37,12 @@ def test_image_files_reads_files_folders_and_globs_and_names_what_matches_nothin
         Classifier.load(tmp_path)
 
 
+def test_the_default_batch_holds_the_pixels_of_32_imagenet_images_within_32_to_256_images():
+    assert images_per_call(224, 224) == 32 and images_per_call(256, 256) == 32 and images_per_call(600, 800) == 32
+    assert images_per_call(160, 160) == 64 and images_per_call(112, 112) == 128
+    assert images_per_call(32, 32) == 256 and images_per_call(28, 28) == 256 and images_per_call(1, 1) == 256
+
+
 @pytest.mark.slow
 def test_predictions_are_the_evaluation_pipelines_logits_with_names(trained_mnist, tmp_path):
     """MNIST test images written as PNG and BMP files: the run's classifier gives the logits of the
@@ -50,9 +56,12 @@ def test_predictions_are_the_evaluation_pipelines_logits_with_names(trained_mnis
 
     classifier = Classifier.load(trained_mnist.model_dir)
     assert classifier.class_names == classes.MNIST and classifier.channels == 1
+    assert classifier.input_size == (28, 28) and classifier.batch_size == 256
     got = list(classifier.predict([tmp_path / "digits"], top_k=3, batch_size=16))
     assert [p.path for p in got] == image_files([tmp_path / "digits"]) and len(got) == 41
     np.testing.assert_allclose(np.stack([p.logits for p in got[:40]]), expected, atol=1e-4)
+    in_one_batch = list(classifier.predict([tmp_path / "digits"], top_k=3))  # the default batch: all 41
+    np.testing.assert_allclose(np.stack([p.logits for p in in_one_batch]), np.stack([p.logits for p in got]), atol=1e-5)
     np.testing.assert_allclose(got[40].logits, expected[0], atol=1e-4)
     for p in got:
         names = [name for name, _ in p.top]

@@ -17,6 +17,7 @@ import csv
 import dataclasses
 import glob
 import json
+import math
 import os
 import pathlib
 import sys
@@ -86,15 +87,20 @@ class Classifier:
         channels: The channels the model takes (1: greyscale, 3: RGB); images are decoded to it.
         model: The Keras model (``explain`` needs it), or a ``.keras`` path to load it from when
             asked; None: predictions only.
+        input_size: The model's input ``(height, width)``, which sizes the default batch
+            (``images_per_call``); None: unknown (batches of 32).
     """
 
     def __init__(self, preprocess: Callable[[tf.Tensor], tf.Tensor], logits: Callable[[tf.Tensor], tf.Tensor],
-                 class_names: Sequence[str], channels: int, model: "keras.Model | str | None" = None):
+                 class_names: Sequence[str], channels: int, model: "keras.Model | str | None" = None,
+                 input_size: Sequence[int] | None = None):
         self.preprocess = preprocess
         self.logits = logits
         self.class_names = tuple(class_names)
         self.channels = channels
         self._model = model
+        self.input_size = tuple(input_size) if input_size else None
+        self.batch_size = images_per_call(*self.input_size) if self.input_size else 32
 
     @classmethod
     def load(cls, path: str | os.PathLike, pretrained: str | None = None) -> "Classifier":
@@ -127,7 +133,7 @@ class Classifier:
         channels = served.preprocess.input_signature[0].shape[-1]
         keras_file = saved.parent / "model.keras"
         classifier = cls(served.preprocess, served.serve, names, channels,
-                         str(keras_file) if keras_file.is_file() else None)
+                         str(keras_file) if keras_file.is_file() else None, served.serve.input_signature[0].shape[1:3])
         classifier.saved_model = served  # owns the variables its functions read
         return classifier
 
@@ -148,7 +154,7 @@ class Classifier:
         prep = model.preprocessing
         recipe = data.eval_recipe(prep, model.num_classes)
         return cls(lambda images: data.serving_images(images, recipe, prep), lambda x: model(x, training=False),
-                   model.label_names, prep.channels, model)
+                   model.label_names, prep.channels, model, recipe.image_shape[:2])
 
     @property
     def model(self) -> keras.Model:
@@ -164,14 +170,14 @@ class Classifier:
             self._model = keras.models.load_model(self._model)
         return self._model
 
-    def predict(self, images: Sequence[str | os.PathLike], top_k: int = 5, batch_size: int = 32,
+    def predict(self, images: Sequence[str | os.PathLike], top_k: int = 5, batch_size: int | None = None,
                 bad_images: str = "error") -> Iterator[Prediction]:
         """The predictions for the image files ``images`` names (``image_files``), in their order.
 
         Args:
             images: Files, folders and globs.
             top_k: How many classes each ``Prediction.top`` holds.
-            batch_size: Images per call of the model.
+            batch_size: Images per call of the model; None: ``self.batch_size`` (``images_per_call``).
             bad_images: ``error`` (a file that does not decode is a ``BadInput`` naming it) or
                 ``skip`` (left out; ``skipped`` counts them once the iteration ends, of ``total``).
 
@@ -186,6 +192,7 @@ class Classifier:
         if bad_images not in ("error", "skip"):
             raise BadInput(f"bad_images: unknown value {bad_images!r}; expected error or skip")
         files = image_files(images)
+        batch_size = batch_size or self.batch_size
         self.total, self.skipped = len(files), 0
         batches = self._batches(files, batch_size, bad_images == "skip")
         done = 0
@@ -207,7 +214,7 @@ class Classifier:
         self.skipped = len(files) - done
 
     def explain(self, images: Sequence[str | os.PathLike], directory: str | os.PathLike,
-                class_name: str | None = None, top_k: int = 5, batch_size: int = 32,
+                class_name: str | None = None, top_k: int = 5, batch_size: int | None = None,
                 bad_images: str = "error") -> Iterator[Explanation]:
         """Grad-CAM (``tfresnet.models.gradcam``) of each image, from the model's last convolutional
         stage: writes ``<name>_gradcam.npy`` (the heat map in [0, 1] at the image's own resolution;
@@ -219,7 +226,7 @@ class Classifier:
             directory: Where the files go (made if missing).
             class_name: The class to explain; None: each image's predicted class.
             top_k: Classes in each ``Explanation.prediction``.
-            batch_size: Images per call of the model.
+            batch_size: Images per call of the model; None: ``self.batch_size``.
             bad_images: As ``predict``.
 
         Yields:
@@ -263,6 +270,18 @@ class Classifier:
         if skip:
             ds = ds.ignore_errors()
         return iter(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE))
+
+
+def images_per_call(height: int, width: int) -> int:
+    """The default batch of ``predict`` for a model taking ``height`` x ``width`` images: the pixels
+    of 32 ImageNet-sized (224x224) images per call, as a power of two from 32 to 256.
+
+    Small images in batches of 32 leave the cores waiting on each call's fixed cost: on 2 CPU cores
+    ``mnist_resnet`` (28x28) predicts about 1.4x as many images a second in batches of 256 as of 32
+    (BENCHMARKS.md); ResNet-50 (224x224) gains nothing from more than 32, which keep its
+    activations small.
+    """
+    return int(min(256, max(32, 2 ** round(math.log2(32 * 224 * 224 / (height * width))))))
 
 
 def pretrained_model(name: str, pretrained: str) -> keras.Model:

@@ -289,7 +289,8 @@ flags.DEFINE_string("model", None, "A run folder, its model.keras or saved_model
 flags.DEFINE_string("pretrained", None, "With a model name: its weights (tfresnet.weights.sources, e.g. imagenet).",
                     flag_values=PREDICT_FLAGS)
 flags.DEFINE_integer("top_k", 5, "Classes given per image, best first.", flag_values=PREDICT_FLAGS)
-flags.DEFINE_integer("batch_size", 32, "Images per call of the model.", flag_values=PREDICT_FLAGS)
+flags.DEFINE_integer("batch_size", None, "Images per call of the model (default: 32 to 256 by the model's input "
+                     "size, tfresnet.predict.images_per_call).", lower_bound=1, flag_values=PREDICT_FLAGS)
 flags.DEFINE_string("output", None, "Write to this .csv or .jsonl file instead of printing.", flag_values=PREDICT_FLAGS)
 flags.DEFINE_enum("bad_images", "error", ["error", "skip"], "A file that does not decode: a one-line error, or "
                   "left out and counted.", flag_values=PREDICT_FLAGS)

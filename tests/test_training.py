@@ -149,7 +149,8 @@ def test_ema_resumes_exactly_is_evaluated_beside_the_raw_weights_and_exported(tm
     # Interrupted after one epoch, then resumed: the same weights and averages, bit for bit.
     resumed_cfg = cfg.replace(model_dir=str(tmp_path / "b"))
     training.train(resumed_cfg.replace(epochs=1, export=False), log=lambda line: None)
-    resumed = training.Run(resumed_cfg.replace(export=False), log=lambda line: None)  # the straight run's export is read
+    # No export: the straight run's is the one read below.
+    resumed = training.Run(resumed_cfg.replace(export=False), log=lambda line: None)
     assert resumed.train()["test_accuracy"] == results["test_accuracy"]
     for a, b in zip(straight.optimizer.variables, resumed.optimizer.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)

@@ -42,7 +42,8 @@ def _choice(field: str, value: str, options: tuple[str, ...]) -> None:
 # None: any true value of that field). Set to anything but their default under another choice they
 # would be ignored without a word, so TrainConfig refuses them, naming both (one rule for all).
 _FEWSHOT_ONLY = ("n_way", "k_shot", "n_query", "episodes_per_epoch", "eval_episodes", "train_n_way", "fewshot_loss",
-                 "logit_scale", "margin", "splice_words", "splice_cut", "context_words", "extra_words_dir", "metric", "time_shift",
+                 "logit_scale", "margin", "splice_words", "splice_cut", "context_words",
+                 "extra_words_dir", "metric", "time_shift",
                  "noise_probability", "noise_snr_db", "spec_augment", "speed", "formant")
 _CLASSIFY_ONLY = ("pretrained", "freeze_backbone_epochs", "backbone_lr_scale", "classes", "examples_per_class",
                   "image_size", "augment", "bad_images", "data_service", "mixup", "cutmix", "randaugment_ops",

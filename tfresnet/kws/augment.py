@@ -281,7 +281,8 @@ class ContextWords:
                  pause: tuple[float, float] = (0.15, 0.6), compose=None):
         if not 0 <= probability < 1:
             raise ValueError(f"context probability must be in [0, 1), got {probability}")
-        self.waveforms, self.labels, self.probability, self.compose = waveforms, np.asarray(labels), probability, compose
+        self.waveforms, self.labels = waveforms, np.asarray(labels)
+        self.probability, self.compose = probability, compose
         self.pause = (int(pause[0] * SAMPLE_RATE), int(pause[1] * SAMPLE_RATE))
         self.spans = speech_spans(waveforms)
         self.partners = Partners(self.labels, speakers)

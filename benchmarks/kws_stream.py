@@ -172,12 +172,15 @@ def score(detections, said, keywords) -> tuple[int, int, int]:
     return sum(len(v) for v in targets.values()), found, false
 
 
-def operating_points(windows, prototypes, keywords, said, thresholds_of) -> list[tuple[float, float, float]]:
-    """``[(knob, recall, false alarms per hour)]`` over a range of the knob ``thresholds_of`` turns into thresholds."""
+def operating_points(windows, prototypes, keywords, said, thresholds_of,
+                     smooth_windows: int = stream.SMOOTH_WINDOWS) -> list[tuple[float, float, float]]:
+    """``[(knob, recall, false alarms per hour)]`` over a range of the knob ``thresholds_of`` turns into
+    thresholds, the windows scored as a detector that smooths over ``smooth_windows`` scores them."""
     hours, scores = windows.seconds / 3600, windows.embeddings @ prototypes.T.astype(np.float32)
+    scores = stream.smoothed_scores(windows, scores, smooth_windows)  # once, not at every knob
     points = []
     for knob, thresholds in thresholds_of:
-        found_ = stream.replay(windows, prototypes, thresholds, keywords, scores=scores)
+        found_ = stream.replay(windows, prototypes, thresholds, keywords, scores=scores, smooth_windows=0)
         n, found, false = score(found_, said, keywords)
         points.append((knob, found / max(n, 1), false / hours))
         if false / hours > 500:  # the knobs run from strict to loose: the rest is noise
@@ -202,6 +205,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--draws", type=int, default=3, help="enrollment draws per half of the test words")
     parser.add_argument("--takes", type=int, default=3, help="renderings of each word by each stream voice")
     parser.add_argument("--hop", type=float, default=0.05)
+    parser.add_argument("--smooth_windows", type=int, default=stream.SMOOTH_WINDOWS,
+                        help="the detector's score smoothing (windows either side; 0: none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--words", type=int, default=0, help="speak only the first N of the other words (0: all)")
     parser.add_argument("--cohort", default=None, help="the encoder's cohort (default: the run's cohort.npz, if any)")
@@ -222,11 +227,12 @@ def main(argv: list[str] | None = None) -> dict:
     clips = audio.keyword_split(audio.load_keyword_folder(data_dir), "test")
     noise = np.concatenate(clips.noise) if clips.noise else np.random.default_rng(0).standard_normal(RATE * 60)
     level = calibrate.speech_level([c for takes in rendered.values() for c in takes])
-    spotter = spotting.KeywordSpotter.load(args.model, cohort=args.cohort)
+    spotter = spotting.KeywordSpotter.load(args.model, cohort=args.cohort, smooth_windows=args.smooth_windows)
     model_file = pathlib.Path(args.model) / "model.keras" if os.path.isdir(args.model) else pathlib.Path(args.model)
     # The embedded streams are the encoder's: a cache of another encoder (or stream) is not read.
     key = hashlib.sha1(model_file.read_bytes()).hexdigest()[:8] + f"_{len(words)}w_{args.takes}t_{args.seed}s"
-    results = {"hours": args.hours, "words": len(words), "stream_speakers": speakers,
+    results = {"hours": args.hours, "words": len(words), "smooth_windows": args.smooth_windows,
+               "stream_speakers": speakers,
                "enrollment_speakers": sorted(enrollers), "conditions": {}}
     curves = {}
     for snr in [float(s) for s in args.snr.split(",")]:
@@ -250,7 +256,7 @@ def main(argv: list[str] | None = None) -> dict:
 def evaluate(spotter, windows, said, clips, enrollers, shots: int, draws: int, seed: int) -> dict:
     """The operating points of every enrollment draw, pooled: single thresholds and, with a cohort,
     per-keyword thresholds for asked false-alarm rates."""
-    rng = np.random.default_rng(seed + shots)
+    rng, smooth = np.random.default_rng(seed + shots), spotter.smooth_windows
     uniform, calibrated, asked = [], [], {1.0: [], 0.1: []}
     halves = (audio.TEST_WORDS[:5], audio.TEST_WORDS[5:])
     grid = np.round(np.arange(1.0, 0.5, -0.0025), 4)  # from the top down, until false alarms pass 500 an hour
@@ -264,13 +270,14 @@ def evaluate(spotter, windows, said, clips, enrollers, shots: int, draws: int, s
                 chosen = rng.choice(pick, shots, replace=False)
                 protos.append(spotting.prototype(spotter.embed(list(clips.waveforms[chosen]))))
             protos = np.stack(protos)
-            uniform.append(operating_points(windows, protos, keywords, said, ((t, t) for t in grid)))
+            uniform.append(operating_points(windows, protos, keywords, said, ((t, t) for t in grid), smooth))
             if spotter.cohort is not None:
                 calibrated.append(operating_points(windows, protos, keywords, said,
-                                                   ((r, spotter.cohort.thresholds(list(protos), r)) for r in rates)))
+                                                   ((r, spotter.cohort.thresholds(list(protos), r, smooth))
+                                                    for r in rates), smooth))
                 for r in asked:
                     asked[r] += operating_points(windows, protos, keywords, said,
-                                                 [(r, spotter.cohort.thresholds(list(protos), r))])
+                                                 [(r, spotter.cohort.thresholds(list(protos), r, smooth))], smooth)
     pooled = pool(uniform)
     summary = {"recall_at_1_per_hour": recall_at(pooled, 1.0), "recall_at_0.1_per_hour": recall_at(pooled, 0.1)}
     if calibrated:

@@ -24,10 +24,12 @@ WORDS = {"up": sweep(300, 1500), "down": sweep(1500, 300), "flat": sweep(900, 95
 
 @pytest.fixture(scope="module")
 def spotter():
-    """An untrained small encoder: its arithmetic is the detector's, the words are chirps."""
+    """An untrained small encoder: its arithmetic is the detector's, the words are chirps. Its scores
+    peak sharply (a chirp scores 0.96 in its best window, 0.76-0.86 a hop either side; 0.77 averaged
+    over the five windows of ``stream.SMOOTH_WINDOWS``), hence 0.75."""
     keras.utils.set_random_seed(5)  # the same weights every run: an untrained encoder's scores depend on them
     encoder = models.create_model("protores", input_shape=(98, 40, 1), widths=[4, 4, 4])
-    spotter = spotting.KeywordSpotter(encoder, threshold=0.85)
+    spotter = spotting.KeywordSpotter(encoder, threshold=0.75)
     for name in ("up", "down"):
         clip = np.zeros(RATE, np.float32)
         clip[200:200 + len(WORDS[name])] = WORDS[name]
@@ -101,10 +103,16 @@ def test_memory_does_not_grow_with_the_length_of_the_stream():
 
     detector = StreamingDetector(scores, ["x"], RATE, threshold=0.5)
     rng = np.random.default_rng(0)
+    gated = 0
     for _ in range(30 * 60):
-        assert detector.feed((0.01 * rng.standard_normal(RATE)).astype(np.float32)) == []
+        second = (0.01 * rng.standard_normal(RATE)).astype(np.float32)
+        second[4000:6000] *= 30  # a loud burst: windows over it pass the gate and are kept as neighbours
+        assert detector.feed(second) == []
         assert len(detector.audio) <= RATE + 4 * 800 and len(detector.levels) <= 3000 + 200
+        assert len(detector.gated) <= 2 * stream.SMOOTH_WINDOWS + 1  # the neighbours a decision needs
+        gated = max(gated, len(detector.gated))
     assert detector.finish() == [] and set(calls) == {4} and sum(calls) >= 30 * 60 * 20 - 20
+    assert gated > 0
 
 
 def wav_bytes(wave_, rate=RATE, channels=1, width=2):
@@ -143,7 +151,7 @@ def test_listen_prints_detections_of_standard_input(spotter, tmp_path, monkeypat
     heard = (np.clip(wave_, -1, 1) * 32767).astype("<i2").astype(np.float32) / 32768  # what 16-bit PCM carries
     expected = [f"{d.start:.2f} {d.keyword} {d.score:.3f}" for d in spotter.detect(heard)]
     assert [line.split()[1] for line in expected] == ["up", "down"]
-    flags = [f"--model={encoder_file}", f"--keywords={keywords}", "--threshold=0.85"]
+    flags = [f"--model={encoder_file}", f"--keywords={keywords}", f"--threshold={spotter.threshold}"]
     for data in (wav_bytes(wave_), (np.clip(wave_, -1, 1) * 32767).astype("<i2").tobytes()):
         monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(data))))
         assert cli.kws_main(["tfresnet-kws", "listen", *flags]) == 0
@@ -168,16 +176,19 @@ def test_replay_of_recorded_windows_makes_the_detectors_decisions(spotter):
     windows = recorder.windows()
     assert windows.seconds == len(wave_) / RATE and len(windows.starts) < 12 * 20  # the gate keeps the words' windows
     names, prototypes = list(spotter.keywords), np.stack(list(spotter.keywords.values()))
-    for thresholds in (0.85, [0.85, 0.95], [0.99, 0.85], [0.6, 0.6]):
-        detector = StreamingDetector(lambda w: spotter.embed(w) @ prototypes.T, names, spotter.samples, thresholds)
-        live = [d for i in range(0, len(wave_), 5_000) for d in detector.feed(wave_[i:i + 5_000])] + detector.finish()
-        replayed = stream.replay(windows, prototypes, thresholds, names)
-        assert [(d.keyword, d.start) for d in replayed] == [(d.keyword, d.start) for d in live], thresholds
-        np.testing.assert_allclose([d.score for d in replayed], [d.score for d in live], atol=1e-5)
-        if thresholds == [0.99, 0.85]:  # "up" held to a threshold it never reaches: only "down" is left
-            assert {d.keyword for d in live} == {"down"}
-        if thresholds == 0.85:
-            assert [d.keyword for d in live] == ["up", "down", "up", "down", "up"]
+    for smooth, high in [(0, 0.85), (2, 0.75), (1, 0.8)]:  # each window's own score, or averaged
+        for thresholds in (high, [high, 0.95], [0.99, high], [0.6, 0.6]):
+            detector = StreamingDetector(lambda w: spotter.embed(w) @ prototypes.T, names, spotter.samples,
+                                         thresholds, smooth_windows=smooth)
+            live = [d for i in range(0, len(wave_), 5_000) for d in detector.feed(wave_[i:i + 5_000])]
+            live += detector.finish()
+            replayed = stream.replay(windows, prototypes, thresholds, names, smooth_windows=smooth)
+            assert [(d.keyword, d.start) for d in replayed] == [(d.keyword, d.start) for d in live], thresholds
+            np.testing.assert_allclose([d.score for d in replayed], [d.score for d in live], atol=1e-5)
+            if thresholds == [0.99, high]:  # "up" held to a threshold it never reaches: only "down" is left
+                assert {d.keyword for d in live} == {"down"}
+            if thresholds == high:
+                assert [d.keyword for d in live] == ["up", "down", "up", "down", "up"], smooth
     with pytest.raises(ValueError, match="3 thresholds for 2 keywords"):
         StreamingDetector(lambda w: w, names, spotter.samples, [0.1, 0.2, 0.3])
 
@@ -193,3 +204,21 @@ def test_a_words_onset_is_the_start_of_the_longest_loud_run_of_its_window():
     loud[:] = False
     loud[7:9] = True
     assert stream.word_onset(loud) == 7
+
+
+def test_smoothing_averages_gated_neighbours_and_the_cli_defaults_to_it():
+    """A window's score is the mean over the windows that passed the gate up to ``smooth_windows``
+    hops either side: missing neighbours (gated out) are left out, not counted as zeros."""
+    step = 800
+    windows = stream.Windows(np.array([0, 1, 2, 4, 7]) * step, np.zeros(5), np.zeros((5, 1), np.float32), RATE,
+                             10.0, step)
+    scores = np.array([[1.0], [2.0], [4.0], [8.0], [16.0]], np.float32)
+    np.testing.assert_array_equal(stream.smoothed_scores(windows, scores, 0), scores)
+    np.testing.assert_allclose(stream.smoothed_scores(windows, scores, 1)[:, 0], [1.5, 7 / 3, 3.0, 8.0, 16.0])
+    np.testing.assert_allclose(stream.smoothed_scores(windows, scores, 2)[:, 0], [7 / 3, 7 / 3, 15 / 4, 6.0, 16.0])
+    assert stream.smoothed([scores[0], scores[1], scores[2]]) == np.float32(7 / 3)
+    from tfresnet.cli import tools  # noqa: PLC0415
+
+    assert tools.KWS_FLAGS["smooth_windows"].default == stream.SMOOTH_WINDOWS
+    with pytest.raises(ValueError, match="smooth_windows -1 must be positive"):
+        StreamingDetector(lambda w: w, ["x"], RATE, 0.5, smooth_windows=-1)

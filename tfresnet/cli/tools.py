@@ -41,6 +41,9 @@ flags.DEFINE_string("extra_words_dir", None, "calibrate: the run's extra trainin
 flags.DEFINE_float("cohort_hours", 2.0, "calibrate: hours of running speech in the cohort (the rarer the false "
                    "alarms asked for, the more hours hold some to count).", flag_values=KWS_FLAGS)
 flags.DEFINE_float("hop", 0.05, "detect, listen, calibrate: seconds between windows.", flag_values=KWS_FLAGS)
+flags.DEFINE_integer("smooth_windows", 2, "detect, listen: a window's score is the mean over it and up to this "
+                     "many windows either side (0: its own; 2 finds more keywords at a low false-alarm rate: "
+                     "BENCHMARKS.md).", lower_bound=0, flag_values=KWS_FLAGS)
 flags.DEFINE_string("tflite", None, "export: the .tflite file to write.", flag_values=KWS_FLAGS)
 flags.DEFINE_string("int8_data", None, "export: full int8 quantisation, calibrated on the training clips of "
                     "this Speech Commands folder (else float32).", flag_values=KWS_FLAGS)
@@ -149,7 +152,8 @@ def _kws(command: str, wavs: list[str]) -> None:
         print(f"wrote {f.tflite} ({'int8' if representative is not None else 'float32'}, {size / 1024:.0f} KiB)")
         return
     spotter = spotting.KeywordSpotter.load(f.model, cohort=f.cohort, threshold=f.threshold,
-                                           false_alarms_per_hour=f.false_alarms_per_hour)
+                                           false_alarms_per_hour=f.false_alarms_per_hour,
+                                           smooth_windows=f.smooth_windows)
     if command == "enroll":
         if os.path.exists(f.keywords):
             spotter.load_keywords(f.keywords)

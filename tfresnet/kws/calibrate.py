@@ -30,7 +30,7 @@ import numpy as np
 
 from tfresnet.core import files
 from tfresnet.kws.audio import SAMPLE_RATE
-from tfresnet.kws.stream import WindowRecorder, Windows, replay
+from tfresnet.kws.stream import SMOOTH_WINDOWS, WindowRecorder, Windows, replay, smoothed_scores
 
 COHORT_FILE = "cohort.npz"
 # Counts of cohort detections whose thresholds are found (bisected); below the first, too few to
@@ -110,45 +110,52 @@ def record_windows(embed: Callable[[np.ndarray], np.ndarray], samples: int,
     return recorder.windows()
 
 
-def detections_per_hour(windows: Windows, prototype: np.ndarray, threshold: float) -> float:
+def detections_per_hour(windows: Windows, prototype: np.ndarray, threshold: float,
+                        smooth_windows: int = SMOOTH_WINDOWS) -> float:
     """Detections per hour of ``prototype`` in the recorded stream at ``threshold``."""
-    return len(replay(windows, prototype[None], threshold)) / (windows.seconds / 3600)
+    found = replay(windows, prototype[None], threshold, smooth_windows=smooth_windows)
+    return len(found) / (windows.seconds / 3600)
+
+
+def _scores(windows: Windows, prototype: np.ndarray, smooth_windows: int) -> np.ndarray:
+    """The detector's (smoothed) score of ``prototype`` in each window ``(windows,)``."""
+    prototype = np.asarray(prototype, windows.embeddings.dtype)
+    return smoothed_scores(windows, (windows.embeddings @ prototype)[:, None], smooth_windows)[:, 0]
 
 
 def _bisect(windows: Windows, prototype: np.ndarray, count: float, scores: np.ndarray) -> float:
-    """The lowest threshold (to 1e-5) at which the cohort gives at most ``count`` detections."""
+    """The lowest threshold (to 1e-5) at which the cohort gives at most ``count`` detections
+    (``scores``: ``_scores``, smoothed already)."""
     lo, hi = (float(np.quantile(scores, 0.5)) if len(scores) else 0.0), 1.0001
     for _ in range(16):
         mid = (lo + hi) / 2
-        if len(replay(windows, prototype[None], mid, scores=scores[:, None])) <= count:
+        if len(replay(windows, prototype[None], mid, scores=scores[:, None], smooth_windows=0)) <= count:
             hi = mid
         else:
             lo = mid
     return hi
 
 
-def rate_curve(windows: Windows, prototype: np.ndarray) -> np.ndarray:
+def rate_curve(windows: Windows, prototype: np.ndarray, smooth_windows: int = SMOOTH_WINDOWS) -> np.ndarray:
     """``(count, threshold)`` rows: for each count n of ``CURVE_COUNTS``, the threshold at which the
     cohort's detections of ``prototype`` reach n (the lowest that gives n - 1, to 1e-5: the n-th
-    detection's score)."""
-    prototype = np.asarray(prototype, windows.embeddings.dtype)
-    scores = windows.embeddings @ prototype
+    detection's score), windows scored as a detector with ``smooth_windows`` scores them."""
+    scores = _scores(windows, prototype, smooth_windows)
     return np.array([(n, _bisect(windows, prototype, n - 1, scores)) for n in CURVE_COUNTS])
 
 
 def threshold_for_rate(windows: Windows, prototype: np.ndarray, per_hour: float,
-                       curve: np.ndarray | None = None) -> float:
+                       curve: np.ndarray | None = None, smooth_windows: int = SMOOTH_WINDOWS) -> float:
     """The cosine threshold at which ``prototype`` is detected ``per_hour`` times an hour in the
     cohort ``windows``: between counted points of its ``rate_curve`` (log count against threshold,
     linearly), below them the tail fitted through ``TAIL_COUNTS`` followed down, above them counted."""
     if per_hour <= 0:
         raise ValueError(f"a false-alarm rate must be positive, got {per_hour}")
-    curve = rate_curve(windows, prototype) if curve is None else curve
+    curve = rate_curve(windows, prototype, smooth_windows) if curve is None else curve
     count = per_hour * windows.seconds / 3600
     logs, thresholds = np.log(curve[:, 0]), curve[:, 1]
     if count > curve[-1, 0]:
-        prototype = np.asarray(prototype, windows.embeddings.dtype)
-        return _bisect(windows, prototype, count, windows.embeddings @ prototype)
+        return _bisect(windows, prototype, count, _scores(windows, prototype, smooth_windows))
     if count >= curve[0, 0]:
         return float(np.interp(np.log(count), logs, thresholds))
     tail = slice(0, len(TAIL_COUNTS))
@@ -166,22 +173,25 @@ class Cohort:
 
     def __init__(self, windows: Windows, hop: float):
         self.windows, self.hop = windows, hop
-        self._curves: dict[bytes, np.ndarray] = {}
+        self._curves: dict[tuple[bytes, int], np.ndarray] = {}
 
     @property
     def hours(self) -> float:
         return self.windows.seconds / 3600
 
-    def threshold(self, prototype: np.ndarray, per_hour: float) -> float:
-        """``threshold_for_rate`` of a keyword's prototype (its ``rate_curve`` remembered: other rates are free)."""
-        key = np.asarray(prototype, np.float64).tobytes()
+    def threshold(self, prototype: np.ndarray, per_hour: float, smooth_windows: int = SMOOTH_WINDOWS) -> float:
+        """``threshold_for_rate`` of a keyword's prototype for a detector that smooths over
+        ``smooth_windows`` (its ``rate_curve`` remembered: other rates are free)."""
+        key = (np.asarray(prototype, np.float64).tobytes(), smooth_windows)
         if key not in self._curves:
-            self._curves[key] = rate_curve(self.windows, np.asarray(prototype))
-        return threshold_for_rate(self.windows, np.asarray(prototype), per_hour, self._curves[key])
+            self._curves[key] = rate_curve(self.windows, np.asarray(prototype), smooth_windows)
+        return threshold_for_rate(self.windows, np.asarray(prototype), per_hour, self._curves[key], smooth_windows)
 
-    def thresholds(self, prototypes: Sequence[np.ndarray], false_alarms_per_hour: float) -> np.ndarray:
+    def thresholds(self, prototypes: Sequence[np.ndarray], false_alarms_per_hour: float,
+                   smooth_windows: int = SMOOTH_WINDOWS) -> np.ndarray:
         """One threshold per keyword: the asked rate for all of them, shared equally."""
-        return np.array([self.threshold(p, false_alarms_per_hour / len(prototypes)) for p in prototypes])
+        return np.array([self.threshold(p, false_alarms_per_hour / len(prototypes), smooth_windows)
+                         for p in prototypes])
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the cohort to ``path`` (whole or not at all: a cohort already there survives a failed write)."""

@@ -32,7 +32,7 @@ import tensorflow as tf
 from tfresnet import models  # the zoo registers the encoders load_model reads
 from tfresnet.core import files
 from tfresnet.kws import audio, calibrate, logmel
-from tfresnet.kws.stream import Detection, StreamingDetector
+from tfresnet.kws.stream import SMOOTH_WINDOWS, Detection, StreamingDetector
 
 UNKNOWN = "unknown"
 # Samples read (or sliced) at a time when a whole recording is detected in: 10 s.
@@ -157,12 +157,15 @@ class KeywordSpotter:
             that the user accepts, shared equally among the keywords, each keyword's threshold
             taken from the ``cohort`` (``tfresnet.kws.calibrate``).
         cohort: The encoder's ``calibrate.Cohort`` (``load`` reads ``cohort.npz`` of a run folder).
+        smooth_windows: In a stream, a window's score is the mean over it and up to this many
+            windows either side (``tfresnet.kws.stream``; the cohort's thresholds are those of it).
     """
 
     def __init__(self, encoder: keras.Model | LiteEncoder, threshold: float = 0.7, batch_size: int = 64,
-                 false_alarms_per_hour: float | None = None, cohort: calibrate.Cohort | None = None):
+                 false_alarms_per_hour: float | None = None, cohort: calibrate.Cohort | None = None,
+                 smooth_windows: int = SMOOTH_WINDOWS):
         self.encoder, self.threshold, self.batch_size = encoder, threshold, batch_size
-        self.false_alarms_per_hour, self.cohort = false_alarms_per_hour, cohort
+        self.false_alarms_per_hour, self.cohort, self.smooth_windows = false_alarms_per_hour, cohort, smooth_windows
         if false_alarms_per_hour is not None and false_alarms_per_hour <= 0:
             raise ValueError(f"false_alarms_per_hour must be positive, got {false_alarms_per_hour}")
         if false_alarms_per_hour is not None and cohort is None:
@@ -189,7 +192,7 @@ class KeywordSpotter:
         the cohort gives for ``false_alarms_per_hour``."""
         if self.false_alarms_per_hour is None:
             return np.full(len(self.keywords), float(self.threshold))
-        return self.cohort.thresholds(list(self.keywords.values()), self.false_alarms_per_hour)
+        return self.cohort.thresholds(list(self.keywords.values()), self.false_alarms_per_hour, self.smooth_windows)
 
     def calibrate(self, words: Sequence, noise: Sequence[np.ndarray] = (), hours: float = 2.0, seed: int = 0,
                   hop: float = 0.05) -> calibrate.Cohort:
@@ -262,7 +265,7 @@ class KeywordSpotter:
         # A snapshot: keywords enrolled later are not this detector's (its score columns stay its names).
         names, prototypes = list(self.keywords), np.stack(list(self.keywords.values()))
         return StreamingDetector(lambda waves: self.embed(waves) @ prototypes.T, names, self.samples,
-                                 self.thresholds(), hop, min_level_db, **kwargs)
+                                 self.thresholds(), hop, min_level_db, smooth_windows=self.smooth_windows, **kwargs)
 
     def detect(self, recording: str | os.PathLike | np.ndarray, hop: float = 0.05,
                min_level_db: float = 10.0) -> list[Detection]:

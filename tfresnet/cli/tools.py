@@ -38,8 +38,9 @@ flags.DEFINE_string("data_dir", None, "calibrate: the Speech Commands folder the
                     flag_values=KWS_FLAGS)
 flags.DEFINE_string("extra_words_dir", None, "calibrate: the run's extra training words (--extra_words_dir of "
                     "training), spoken in the cohort too.", flag_values=KWS_FLAGS)
-flags.DEFINE_float("cohort_hours", 2.0, "calibrate: hours of running speech in the cohort (the rarer the false "
-                   "alarms asked for, the more hours hold some to count).", flag_values=KWS_FLAGS)
+flags.DEFINE_float("cohort_hours", 8.0, "calibrate: hours of running speech in the cohort (the rarer the false "
+                   "alarms asked for, the more hours hold some to count; 8 take about 6 minutes).",
+                   flag_values=KWS_FLAGS)
 flags.DEFINE_float("hop", 0.05, "detect, listen, calibrate: seconds between windows.", flag_values=KWS_FLAGS)
 flags.DEFINE_integer("smooth_windows", 2, "detect, listen: a window's score is the mean over it and up to this "
                      "many windows either side (0: its own; 2 finds more keywords at a low false-alarm rate: "

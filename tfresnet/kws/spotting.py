@@ -194,7 +194,7 @@ class KeywordSpotter:
             return np.full(len(self.keywords), float(self.threshold))
         return self.cohort.thresholds(list(self.keywords.values()), self.false_alarms_per_hour, self.smooth_windows)
 
-    def calibrate(self, words: Sequence, noise: Sequence[np.ndarray] = (), hours: float = 2.0, seed: int = 0,
+    def calibrate(self, words: Sequence, noise: Sequence[np.ndarray] = (), hours: float = 8.0, seed: int = 0,
                   hop: float = 0.05) -> calibrate.Cohort:
         """Records this encoder's cohort (``calibrate.build_cohort``) and keeps it."""
         self.cohort = calibrate.build_cohort(self, [_waveform(w) for w in words], noise, hours, seed=seed, hop=hop)

@@ -9,24 +9,26 @@
 A clip-long window slides every ``hop`` seconds. Each window is scored (the cosine of each keyword)
 as soon as the audio it covers has arrived, in blocks of ``block`` windows whatever the chunks
 were, so any chunking gives the same scores, bit for bit. A window counts when a keyword's score
-reaches that keyword's threshold (one cosine for all, or one per keyword: ``tfresnet.kws.calibrate``
-turns a false-alarm rate into them) and its loudest 10 ms frame stands ``min_level_db`` above the
-noise floor (the 20th percentile of the frame levels of the last ``history_seconds``, up to the
-window's end: only the past, as a stream knows it); its keyword is the one furthest above its
-threshold. A window's score is the mean of its own and those of the windows that pass the gate up
-to ``smooth_windows`` hops either side: a keyword scores high over the hops its whole word sits in
-the window, a chance likeness of other speech mostly in one (so a window is decided
-``smooth_windows`` hops after it is scored). Windows that count and overlap (start less than a
-window apart) are one word (``Words``). The best of them is the word once ``confirm_seconds`` of later windows did not beat
-it: it is reported then, and the later windows that overlap it are dropped as the same word. Its
-start is the word's onset inside its best window: the start of the longest run of 10 ms frames
-whose level rises 40% of the way from the floor to the window's loudest frame (running speech
-leaves the cut-off ends of the neighbouring words in a window, shorter than the word it holds whole).
+reaches that keyword's threshold (one cosine for all, or one per keyword:
+``tfresnet.kws.calibrate`` turns a false-alarm rate into them) and its loudest 10 ms frame stands
+``min_level_db`` above the noise floor (the 20th percentile of the frame levels of the last
+``history_seconds``, up to the window's end: only the past, as a stream knows it); its keyword is
+the one furthest above its threshold. A window's score is the mean of its own and those of the
+windows that pass the gate up to ``smooth_windows`` hops either side: a keyword scores high over
+the hops its whole word sits in the window, a chance likeness of other speech mostly in one (so a
+window is decided ``smooth_windows`` hops after it is scored). Windows that count and overlap
+(start less than a window apart) are one word (``Words``). The best of them is the word once
+``confirm_seconds`` of later windows did not beat it: it is reported then, and the later windows
+that overlap it are dropped as the same word. Its start is the word's onset inside its best window:
+the start of the longest run of 10 ms frames whose level rises 40% of the way from the floor to the
+window's loudest frame (running speech leaves the cut-off ends of the neighbouring words in a
+window, shorter than the word it holds whole).
 
-Memory stays bounded by one window, one block, the scores of ``2 * smooth_windows`` windows and
-the history of frame levels, however long the stream; ``KeywordSpotter.detect`` runs a recording of any length through it. ``WindowRecorder``
-keeps each window's embedding and gate instead, and ``replay`` makes the same decisions from them
-for any keywords and thresholds (benchmarks and calibration embed a long stream once).
+Memory stays bounded by one window, one block, the scores of ``2 * smooth_windows + 1`` windows and
+the history of frame levels, however long the stream; ``KeywordSpotter.detect`` runs a recording of
+any length through it. ``WindowRecorder`` keeps each window's embedding and gate instead, and
+``replay`` makes the same decisions from them for any keywords and thresholds (benchmarks and
+calibration embed a long stream once).
 """
 
 from __future__ import annotations
